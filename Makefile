@@ -1,0 +1,49 @@
+# Two commands do everything: `make run` serves the app, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-fast lint format bench chromium clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	PORT=$(PORT) $(BIN)/python manage.py serve
+
+# Browser tests need Debian's chromium; install it when missing (needs root or sudo).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; \
+	fi
+
+test: $(STAMP) chromium
+	$(BIN)/ruff check playground tests bench
+	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
+	$(BIN)/python -m pytest
+
+# The fast suite: no browser, no extra processes.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not browser and not stack"
+
+lint: $(STAMP)
+	$(BIN)/ruff check playground tests bench
+	$(BIN)/ruff format --check playground tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format playground tests bench
+	$(BIN)/ruff check --fix playground tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) staticfiles

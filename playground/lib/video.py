@@ -1,0 +1,191 @@
+"""Everything we need to know about a video file, read with PyAV (no ffmpeg binary)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+# The model's limits for the reference video (DESIGN.md, "The reference video").
+MAX_BYTES = 200 * 1024 * 1024
+MIN_SIDE, MAX_SIDE = 720, 2160
+MIN_SECONDS, MAX_SECONDS = 3.0, 10.05
+MIN_FPS, MAX_FPS = 24.0, 60.0
+# PyAV names the demuxer for the whole ISO family like this; .mp4 and .mov both use it.
+MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
+# Browsers decode these in <video>; anything else gets an H.264 preview copy.
+BROWSER_CODECS = {"h264", "vp8", "vp9", "av1"}
+
+
+class UnreadableVideo(ValueError):
+    """The file is not a video PyAV can read (text, image, audio only, truncated...)."""
+
+
+@dataclass(frozen=True)
+class VideoFacts:
+    format_name: str
+    codec: str
+    width: int
+    height: int
+    fps: float
+    duration: float
+    size: int
+    has_audio: bool
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.width}×{self.height}"
+
+    @property
+    def is_mp4_family(self) -> bool:
+        return self.format_name == MP4_FAMILY
+
+    @property
+    def browser_playable(self) -> bool:
+        return self.codec in BROWSER_CODECS
+
+
+def describe_format(format_name: str) -> str:
+    """A human name for a demuxer name, for messages."""
+    names = {MP4_FAMILY: "MP4/MOV", "matroska,webm": "Matroska/WebM (.mkv/.webm)"}
+    return names.get(format_name, format_name)
+
+
+def probe(path: str | Path) -> VideoFacts:
+    """Read the facts of a video file; raise UnreadableVideo when it is not one."""
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise UnreadableVideo("it is not a video file we can read") from exc
+    with container:
+        format_name = container.format.name
+        if not container.streams.video:
+            raise UnreadableVideo("it has no video stream")
+        stream = container.streams.video[0]
+        if format_name in {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif"} or (
+            stream.frames in (0, 1) and not container.duration
+        ):
+            raise UnreadableVideo("it is a still image, not a video")
+        rate = stream.average_rate or stream.guessed_rate or Fraction(0)
+        duration = _duration(container, stream)
+        facts = VideoFacts(
+            format_name=format_name,
+            codec=stream.codec_context.name,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=round(float(rate), 3),
+            duration=round(duration, 3),
+            size=size,
+            has_audio=bool(container.streams.audio),
+        )
+        _check_complete(container, stream, duration)
+    return facts
+
+
+def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / av.time_base
+    return 0.0
+
+
+def _check_complete(
+    container: av.container.InputContainer, stream: av.VideoStream, duration: float
+) -> None:
+    """Demux every video packet (no decoding) and decode the first frame.
+
+    A truncated upload still has its header, so the header alone looks fine; walking the
+    packets finds the cut, and decoding one frame finds garbage in place of pictures.
+    """
+    last_end = 0.0
+    decoded = False
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.time_base:
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                last_end = max(last_end, end)
+            if not decoded and packet.size:
+                decoded = bool(packet.decode())
+    except av.FFmpegError as exc:
+        raise UnreadableVideo("it is damaged: its video data cannot be read") from exc
+    if not decoded:
+        raise UnreadableVideo("it is damaged: no picture could be decoded")
+    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    if duration and (last_end - start) < duration * 0.9 - 0.1:
+        raise UnreadableVideo(
+            f"it looks truncated: it claims {duration:.2f} s but holds only "
+            f"{max(last_end - start, 0):.2f} s of video"
+        )
+
+
+def reference_problems(facts: VideoFacts) -> list[str]:
+    """Every way this file breaks the model's limits, each naming the limit and the value."""
+    problems = []
+    if not facts.is_mp4_family:
+        problems.append(
+            f"The file is {describe_format(facts.format_name)}; the model takes MP4 or MOV only."
+        )
+    if facts.size > MAX_BYTES:
+        problems.append(
+            f"The file is {facts.size / 1024 / 1024:.1f} MB; the limit is "
+            f"{MAX_BYTES // 1024 // 1024} MB."
+        )
+    if not MIN_SECONDS <= facts.duration <= MAX_SECONDS:
+        problems.append(
+            f"The video is {facts.duration:.2f} s long; it must be "
+            f"{MIN_SECONDS:g}–{MAX_SECONDS:g} s."
+        )
+    for side, value in (("width", facts.width), ("height", facts.height)):
+        if not MIN_SIDE <= value <= MAX_SIDE:
+            problems.append(
+                f"The video is {facts.resolution} px; its {side} must be {MIN_SIDE}–{MAX_SIDE} px."
+            )
+    if not MIN_FPS <= facts.fps <= MAX_FPS:
+        problems.append(
+            f"The video runs at {facts.fps:g} fps; it must be {MIN_FPS:g}–{MAX_FPS:g} fps."
+        )
+    return problems
+
+
+def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None) -> None:
+    """Write a JPEG poster frame, taken a third of the way in (first second at most)."""
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        duration = _duration(container, stream)
+        target = min(duration / 3, 1.0) if at is None else at
+        if target > 0 and stream.time_base:
+            container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        frame = None
+        for candidate in container.decode(stream):
+            frame = candidate
+            if candidate.time is None or candidate.time >= target:
+                break
+        if frame is None:
+            raise UnreadableVideo("no frame could be decoded for a poster")
+    write_jpeg(frame, dest)
+
+
+def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 960) -> None:
+    scale = min(1.0, max_side / max(frame.width, frame.height))
+    width = max(2, int(frame.width * scale) // 2 * 2)
+    height = max(2, int(frame.height * scale) // 2 * 2)
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    codec.options = {"q:v": "3"}
+    picture = frame.reformat(width=width, height=height, format="yuvj420p")
+    packets = codec.encode(picture) + codec.encode(None)
+    Path(dest).write_bytes(b"".join(bytes(p) for p in packets))
+
+
+def seconds_label(seconds: float | None) -> str:
+    if seconds is None or math.isnan(seconds):
+        return "—"
+    return f"{seconds:.1f} s"

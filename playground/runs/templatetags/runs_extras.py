@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django import template
+
+from playground.runs.money import usd as format_usd
+
+register = template.Library()
+
+
+@register.filter
+def usd(micros: int | None) -> str:
+    return format_usd(micros)
+
+
+@register.filter
+def clock(delta: timedelta | None) -> str:
+    """1:05 for sixty-five seconds; 1:02:03 past an hour."""
+    if delta is None:
+        return ""
+    seconds = max(0, int(delta.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"

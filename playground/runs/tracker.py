@@ -1,0 +1,144 @@
+"""The tracker: one loop that moves every live run forward, however many there are.
+
+No worker is held per provider job. A single django-q2 task loops for a bounded slice,
+claiming runs whose `next_poll_at` has come (a lease, so a crash hands them back), doing
+each one's next step on a thread pool, and then hands over to a fresh task. A lease row
+keeps it to one loop at a time; a periodic sweep restarts it if it ever stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from playground.gateway import gateway_from_settings
+from playground.runs.models import Run, TrackerLease
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "tracker"
+
+
+def lease_seconds() -> float:
+    return float(getattr(settings, "TRACKER_LEASE_SECONDS", 30))
+
+
+def claim_lease(holder: str) -> bool:
+    now = timezone.now()
+    TrackerLease.objects.get_or_create(name=LEASE_NAME, defaults={"expires_at": now})
+    until = now + timedelta(seconds=lease_seconds())
+    return bool(
+        TrackerLease.objects.filter(name=LEASE_NAME, expires_at__lte=now).update(
+            holder=holder, expires_at=until
+        )
+        or TrackerLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=until)
+    )
+
+
+def release_lease(holder: str) -> None:
+    TrackerLease.objects.filter(name=LEASE_NAME, holder=holder).update(
+        holder="", expires_at=timezone.now()
+    )
+
+
+def tracker_running() -> bool:
+    return TrackerLease.objects.filter(name=LEASE_NAME, expires_at__gt=timezone.now()).exists()
+
+
+def ensure_tracker() -> None:
+    """Start a tracker task unless one holds the lease. Cheap; call it freely."""
+    if settings.Q_CLUSTER.get("sync"):
+        return  # tests drive the tracker by hand (a sync loop would block the request)
+    if not tracker_running():
+        async_task("playground.runs.tracker.track", task_name="tracker", group="tracker")
+
+
+def track(slice_seconds: float | None = None) -> str:
+    """The django-q2 task: run the loop for one slice, then hand over if work remains."""
+    holder = uuid.uuid4().hex
+    if not claim_lease(holder):
+        return "another tracker holds the lease"
+    slice_seconds = settings.TRACKER_SLICE_SECONDS if slice_seconds is None else slice_seconds
+    try:
+        steps = run_loop(holder, time.monotonic() + slice_seconds)
+    finally:
+        release_lease(holder)
+    if Run.objects.in_flight().exists():
+        ensure_tracker()
+    return f"{steps} steps"
+
+
+def run_loop(holder: str, until: float) -> int:
+    """Claim due runs and advance them on a pool until `until` (monotonic) passes."""
+    threads = settings.TRACKER_THREADS
+    claim_lease_for = timedelta(seconds=max(120, settings.AIGATEWAY_TIMEOUT_SECONDS * 4))
+    in_flight: dict[int, Future[None]] = {}
+    steps = 0
+    gateway = gateway_from_settings(attempts=2, retry_timeout=10)
+    with ThreadPoolExecutor(threads, thread_name_prefix="tracker") as pool:
+        try:
+            last_renew = time.monotonic()
+            while time.monotonic() < until:
+                for pk in [pk for pk, future in in_flight.items() if future.done()]:
+                    in_flight.pop(pk).result()
+                room = threads * 2 - len(in_flight)
+                claimed = (
+                    Run.claim_due(room, claim_lease_for, exclude=set(in_flight)) if room else []
+                )
+                for run in claimed:
+                    in_flight[run.pk] = pool.submit(_advance, run, gateway)
+                steps += len(claimed)
+                if time.monotonic() - last_renew > lease_seconds() / 3:
+                    if not claim_lease(holder):
+                        log.warning("tracker lost its lease; stopping")
+                        break
+                    last_renew = time.monotonic()
+                if not claimed:
+                    if not in_flight and not Run.objects.in_flight().exists():
+                        break  # nothing to track: free the worker
+                    time.sleep(0.2)
+            for future in in_flight.values():
+                future.result()
+        finally:
+            gateway.close()
+    return steps
+
+
+def _advance(run: Run, gateway: object) -> None:
+    try:
+        run.advance(gateway)  # type: ignore[arg-type]
+    except Exception:
+        # A bug or a broken file must not stop the loop for everybody else; the run's
+        # lease expires and it is tried again, and the log says why.
+        log.exception("tracker: run %s failed to advance", run.code)
+    finally:
+        close_old_connections()
+
+
+def track_until_idle(timeout: float = 60.0) -> None:
+    """Drive the loop in this process until no run is in flight (tests, management)."""
+    holder = uuid.uuid4().hex
+    deadline = time.monotonic() + timeout
+    while Run.objects.in_flight().exists() and time.monotonic() < deadline:
+        if claim_lease(holder):
+            try:
+                run_loop(holder, min(deadline, time.monotonic() + 5))
+            finally:
+                release_lease(holder)
+        else:
+            time.sleep(0.2)
+
+
+def sweep() -> str:
+    """The periodic Schedule: restart the tracker if live runs have no loop looking after them."""
+    if Run.objects.in_flight().exists() and not tracker_running():
+        ensure_tracker()
+        return "tracker restarted"
+    return "ok"

@@ -1,0 +1,274 @@
+"""Thin views: parse, check access, call a model method, render or redirect."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+
+from playground.lib.ranged import ranged_file_response
+from playground.runs.forms import GenerateForm, budget_left_micros
+from playground.runs.models import Reference, Run, media_path
+from playground.runs.money import cost_of_seconds, usd
+from playground.runs.references import reference_for_token
+from playground.runs.tracker import ensure_tracker
+
+
+def _get_run(request: HttpRequest, code: str) -> Run:
+    """The signed-in user's run, or 404 (never 403: others' runs don't exist for you)."""
+    return get_object_or_404(Run.objects.select_related("reference"), code=code, user=request.user)
+
+
+def _get_shared_run(token: str) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related("reference"), share_token=token, status="completed"
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+def generate(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        # A double-click or a resubmitted form lands on the run it already made.
+        key = request.POST.get("idempotency_key", "")
+        existing = (
+            Run.objects.filter(user=request.user, idempotency_key=key).first()
+            if (_is_uuid(key))
+            else None
+        )
+        if existing:
+            return redirect(existing)
+        form = GenerateForm(request.POST, request.FILES, user=request.user)
+        if form.is_valid():
+            run = _create_run(request, form)
+            if request.htmx:  # the form posts through htmx for its upload progress bar
+                return HttpResponseClientRedirect(run.get_absolute_url())
+            return redirect(run)
+    else:
+        form = GenerateForm(user=request.user, initial=_initial_from(request))
+    duration = form["duration"].value()
+    return render(
+        request,
+        "runs/generate.html",
+        {
+            "form": form,
+            "price_micros": cost_of_seconds(1),
+            "estimate_micros": cost_of_seconds(int(duration) if str(duration).isdigit() else 5),
+            "budget_left": budget_left_micros(request.user),
+            "recent": Run.objects.for_user(request.user).select_related("reference")[:4],
+        },
+    )
+
+
+def _initial_from(request: HttpRequest) -> dict:
+    """ "Try again" links prefill the form from an earlier run of the user's."""
+    code = request.GET.get("from")
+    if not code or not _is_uuid(code):
+        return {}
+    run = Run.objects.filter(code=code, user=request.user).first()
+    if run is None:
+        return {}
+    return {
+        "prompt": run.prompt,
+        "duration": run.duration,
+        "aspect_ratio": run.aspect_ratio,
+        "keep_audio": run.keep_audio,
+        "reference": run.reference.code,
+    }
+
+
+def _is_uuid(value: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _create_run(request: HttpRequest, form: GenerateForm) -> Run:
+    data = form.cleaned_data
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(
+                user=request.user,
+                reference=form.stored_reference,
+                idempotency_key=data["idempotency_key"],
+                prompt=data["prompt"],
+                duration=data["duration"],
+                aspect_ratio=data["aspect_ratio"],
+                keep_audio=data["keep_audio"],
+                estimated_cost_micros=cost_of_seconds(data["duration"]),
+                next_poll_at=timezone.now(),
+            )
+            transaction.on_commit(ensure_tracker)
+    except IntegrityError:  # the same form won a race in another request
+        return Run.objects.get(user=request.user, idempotency_key=data["idempotency_key"])
+    return run
+
+
+@require_GET
+def run_detail(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    return render(request, "runs/run_detail.html", {"run": run})
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def run_status(request: HttpRequest, code: str) -> HttpResponse:
+    """The poll: reads the database only. A finished run answers 286, so polling stops."""
+    run = _get_run(request, code)
+    if not request.htmx:
+        return redirect(run)
+    response = render(request, "runs/run_detail.html#status-card", {"run": run})
+    if run.is_final:
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@require_POST
+def run_cancel(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    if run.request_cancel():
+        ensure_tracker()
+        messages.info(request, "Cancelling the run." if run.is_active else "Run cancelled.")
+    return _back_to_card(request, run)
+
+
+def _back_to_card(request: HttpRequest, run: Run) -> HttpResponse:
+    if request.htmx:
+        response = render(request, "runs/run_detail.html#status-card", {"run": run})
+        return HttpResponseStopPolling(response.content) if run.is_final else response
+    return redirect(run)
+
+
+@require_POST
+def run_share(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    if not run.has_result:
+        raise Http404
+    run.share()
+    messages.success(request, "Share link created. Anyone with the link can watch this run.")
+    return redirect(run)
+
+
+@require_POST
+def run_unshare(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    run.revoke_share()
+    messages.info(request, "Share link revoked. The old link now shows nothing.")
+    return redirect(run)
+
+
+@require_POST
+def run_delete(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    if run.is_active:
+        messages.error(request, "Cancel the run before deleting it.")
+        return redirect(run)
+    run.delete()
+    messages.info(request, "Run deleted, with its files.")
+    return redirect("history")
+
+
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    runs = Run.objects.for_user(request.user).select_related("reference")
+    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "runs/history.html",
+        {
+            "page": page,
+            "total_billed": usd(runs.billed_micros()),
+            "month_committed": usd(runs.this_month().committed_micros()),
+            "budget_left": budget_left_micros(request.user),
+            "in_flight": runs.in_flight().count(),
+        },
+    )
+
+
+# --- Files: every one behind an access check, with Range support for seeking -------------
+
+
+def _serve(
+    request: HttpRequest, name: str, *, content_type: str, download_as: str | None = None
+) -> HttpResponse:
+    if not name:
+        raise Http404
+    path = media_path(name)
+    if not path.is_file():
+        raise Http404
+    return ranged_file_response(
+        request,
+        path,
+        content_type=content_type,
+        filename=download_as,
+        as_attachment=bool(download_as),
+    )
+
+
+@require_GET
+def run_result(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    download = f"kling-{run.code}.mp4" if "download" in request.GET else None
+    return _serve(request, run.result.name, content_type="video/mp4", download_as=download)
+
+
+@require_GET
+def run_poster(request: HttpRequest, code: str) -> HttpResponse:
+    run = _get_run(request, code)
+    return _serve(request, run.poster.name or run.reference.poster.name, content_type="image/jpeg")
+
+
+@require_GET
+def reference_video(request: HttpRequest, code: str) -> HttpResponse:
+    reference = get_object_or_404(Reference, code=code, user=request.user)
+    name = reference.preview.name or reference.file.name
+    return _serve(request, name, content_type="video/mp4")
+
+
+@require_GET
+def reference_poster(request: HttpRequest, code: str) -> HttpResponse:
+    reference = get_object_or_404(Reference, code=code, user=request.user)
+    return _serve(request, reference.poster.name, content_type="image/jpeg")
+
+
+@login_not_required
+@require_GET
+def reference_download(request: HttpRequest, token: str) -> HttpResponse:
+    """The provider fetches the reference here: a signed, expiring, unguessable URL."""
+    reference = reference_for_token(token)
+    if reference is None:
+        raise Http404
+    content_type = "video/quicktime" if reference.file.name.endswith(".mov") else "video/mp4"
+    return _serve(request, reference.file.name, content_type=content_type)
+
+
+@login_not_required
+@require_GET
+def shared_run(request: HttpRequest, token: str) -> HttpResponse:
+    run = _get_shared_run(token)
+    return render(request, "runs/shared.html", {"run": run, "token": token})
+
+
+@login_not_required
+@require_GET
+def shared_result(request: HttpRequest, token: str) -> HttpResponse:
+    run = _get_shared_run(token)
+    return _serve(request, run.result.name, content_type="video/mp4")
+
+
+@login_not_required
+@require_GET
+def shared_poster(request: HttpRequest, token: str) -> HttpResponse:
+    run = _get_shared_run(token)
+    return _serve(request, run.poster.name, content_type="image/jpeg")

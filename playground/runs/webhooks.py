@@ -1,0 +1,76 @@
+"""The gateway's job webhooks: verified, then applied like a poll result.
+
+The gateway signs HMAC-SHA256 over "{timestamp}.{raw_body}". Header names vary between
+its docs: `aig-signature` + `aig-timestamp`, or `X-Gateway-Signature: t=…,v1=…`; both are
+taken. Unsigned, forged or stale calls get a 4xx and change nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from playground.gateway import GatewayError, Job
+from playground.runs.models import Run
+from playground.runs.tracker import ensure_tracker
+
+TOLERANCE_SECONDS = 300
+
+
+def signature_parts(request: HttpRequest) -> tuple[str, str]:
+    """(timestamp, hex signature) from whichever header style the gateway used."""
+    if combined := request.headers.get("X-Gateway-Signature"):
+        fields = dict(part.split("=", 1) for part in combined.split(",") if "=" in part)
+        return fields.get("t", "").strip(), fields.get("v1", "").strip()
+    return (
+        request.headers.get("aig-timestamp", "").strip(),
+        request.headers.get("aig-signature", "").strip().removeprefix("sha256="),
+    )
+
+
+def verify(timestamp: str, signature: str, body: bytes, *, now: float | None = None) -> str:
+    """'' when the call is genuine and fresh, else why not."""
+    secret = settings.AIGATEWAY_WEBHOOK_SECRET
+    if not secret:
+        return "webhooks are not configured"
+    if not timestamp or not signature:
+        return "missing signature"
+    try:
+        age = abs((now or time.time()) - int(timestamp))
+    except ValueError:
+        return "bad timestamp"
+    if age > TOLERANCE_SECONDS:
+        return "stale timestamp"
+    expected = hmac.new(
+        secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+    ).hexdigest()
+    if not hmac.compare_digest(expected, signature):
+        return "bad signature"
+    return ""
+
+
+@login_not_required
+@csrf_exempt
+@require_POST
+def gateway_webhook(request: HttpRequest) -> HttpResponse:
+    timestamp, signature = signature_parts(request)
+    if problem := verify(timestamp, signature, request.body):
+        return JsonResponse({"error": problem}, status=401 if "signature" in problem else 400)
+    try:
+        job = Job.from_body(json.loads(request.body))
+    except (ValueError, GatewayError):
+        return JsonResponse({"error": "malformed body"}, status=400)
+    run = Run.objects.filter(provider_job_id=job.id).first()
+    if run is None:
+        return JsonResponse({"ok": True, "known": False})  # 2xx: don't make it retry for a day
+    run.apply_job(job)
+    ensure_tracker()  # a completed job is copied by the tracker right away
+    return JsonResponse({"ok": True, "status": run.status})

@@ -1,0 +1,198 @@
+"""Settings: everything comes from the environment, with safe local defaults.
+
+With no environment at all the app runs on SQLite, the django-q2 ORM broker, local files
+under ./var and the built-in gateway simulator; see the README's settings table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from playground.lib.env import envbool, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _secret_key() -> str:
+    """SECRET_KEY from the environment, else one generated once and kept under VAR_DIR."""
+    if key := os.environ.get("SECRET_KEY"):
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = envbool("DEBUG", False)
+PORT = envint("PORT", 8000)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "django_htmx",
+    "django_q",
+    "template_partials",
+    "playground.accounts",
+    "playground.runs",
+    "playground.simulator",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "playground.urls"
+WSGI_APPLICATION = "playground.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "playground.runs.context_processors.gateway",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"), conn_max_age=60
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the web process read while the worker writes; IMMEDIATE transactions take
+    # the write lock up front instead of failing with "database is locked" mid-transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "generate"
+LOGOUT_REDIRECT_URL = "login"
+SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", True)
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+# Uploads and results live here and are served only by views that check who is asking.
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
+# Never served as static files (no URL route maps it); views below check access.
+MEDIA_URL = "/media/"
+
+# Uploads over this size stream to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- The provider -----------------------------------------------------------------------
+AIGATEWAY_API_KEY = envstr("AIGATEWAY_API_KEY", "")
+# With no key, runs go to the simulator this app serves under /sim/.
+SIMULATOR_ENABLED = not AIGATEWAY_API_KEY
+AIGATEWAY_BASE_URL = envstr(
+    "AIGATEWAY_BASE_URL",
+    f"http://127.0.0.1:{PORT}/sim" if SIMULATOR_ENABLED else "https://api.aigateway.sh",
+).rstrip("/")
+# Where the provider can reach this instance (signed reference URLs, webhooks).
+PUBLIC_BASE_URL = envstr("PUBLIC_BASE_URL", "").rstrip("/")
+AIGATEWAY_MODEL = "kuaishou/kling-video-o1-video-to-video-reference"
+# Shared secret the gateway signs webhooks with; webhooks are used only when it is set
+# (or the simulator is on) and PUBLIC_BASE_URL is reachable by the gateway.
+AIGATEWAY_WEBHOOK_SECRET = envstr("AIGATEWAY_WEBHOOK_SECRET", "")
+if SIMULATOR_ENABLED and not AIGATEWAY_WEBHOOK_SECRET:
+    AIGATEWAY_WEBHOOK_SECRET = "simulator-" + SECRET_KEY[:16]
+# USD per second of output video, in micro-dollars (money is never a float here).
+PRICE_PER_SECOND_MICROS = 168_000
+AIGATEWAY_TIMEOUT_SECONDS = envint("AIGATEWAY_TIMEOUT_SECONDS", 30)
+# Signed reference URLs stay valid this long: long enough for a queued job to start.
+REFERENCE_URL_MAX_AGE_SECONDS = envint("REFERENCE_URL_MAX_AGE_SECONDS", 6 * 3600)
+
+# --- Tracking -----------------------------------------------------------------------------
+POLL_INTERVAL_SECONDS = 3  # the gateway's rule: at most one poll per job every 3 s
+RUN_DEADLINE_MINUTES = envint("RUN_DEADLINE_MINUTES", 20)
+# One tracker task loops this long, then hands over to a fresh one (below Q timeout).
+TRACKER_SLICE_SECONDS = envint("TRACKER_SLICE_SECONDS", 50)
+TRACKER_THREADS = envint("TRACKER_THREADS", 16)
+
+# Limits per user, checked before any paid call. 0 means no limit.
+MAX_INFLIGHT_RUNS_PER_USER = envint("MAX_INFLIGHT_RUNS_PER_USER", 5)
+MONTHLY_BUDGET_USD = envstr("MONTHLY_BUDGET_USD", "")
+
+# --- Simulator ----------------------------------------------------------------------------
+SIMULATOR_ROOT = Path(envstr("SIMULATOR_ROOT", str(VAR_DIR / "simulator")))
+SIMULATOR_QUEUED_SECONDS = float(envstr("SIMULATOR_QUEUED_SECONDS", "1.5"))
+SIMULATOR_PROCESSING_SECONDS = float(envstr("SIMULATOR_PROCESSING_SECONDS", "4"))
+SIMULATOR_RESULT_TTL_SECONDS = envint("SIMULATOR_RESULT_TTL_SECONDS", 24 * 3600)
+
+# --- django-q2 ----------------------------------------------------------------------------
+Q_CLUSTER = {
+    "name": "playground",
+    "orm": "default",
+    "workers": envint("Q_WORKERS", 2),
+    "timeout": TRACKER_SLICE_SECONDS + 60,
+    "retry": TRACKER_SLICE_SECONDS + 120,
+    "max_attempts": 3,
+    "catch_up": False,
+    "poll": 0.2,
+    "save_limit": 500,
+    "ack_failures": True,
+    "sync": envbool("Q_SYNC", False),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}},
+}
+
+if not DEBUG:
+    SESSION_COOKIE_HTTPONLY = True
+    X_FRAME_OPTIONS = "SAMEORIGIN"

@@ -1,0 +1,171 @@
+"""The simulator's state: plain files under SIMULATOR_ROOT, shared by every process.
+
+Files rather than the app's database keep the simulator independent of the app (as a real
+provider is) and let tests in other processes count the jobs it received.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+
+def root() -> Path:
+    path = Path(settings.SIMULATOR_ROOT)
+    for sub in ("jobs", "inputs", "outputs", "idempotency"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextmanager
+def locked(name: str) -> Iterator[None]:
+    """A cross-process lock (flock) around read-modify-write of shared files."""
+    with (root() / f".{name}.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(path)
+
+
+@dataclass
+class SimJob:
+    id: str
+    prompt: str
+    duration: int
+    aspect_ratio: str
+    keep_audio: bool
+    video_url: str
+    webhook_url: str = ""
+    created: float = field(default_factory=time.time)
+    queued_seconds: float = 1.5
+    processing_seconds: float = 4.0
+    fail_message: str = ""
+    hang: bool = False
+    cancelled_at: float | None = None
+    expired_urls_left: int = 0  # how many result URLs to hand out already expired
+    fetch_error: str = ""
+    webhook_sent: bool = False
+
+    @property
+    def input_path(self) -> Path:
+        return root() / "inputs" / f"{self.id}.mp4"
+
+    @property
+    def output_path(self) -> Path:
+        return root() / "outputs" / f"{self.id}.mp4"
+
+    def save(self) -> None:
+        _write_json(root() / "jobs" / f"{self.id}.json", asdict(self))
+
+    @classmethod
+    def load(cls, job_id: str) -> SimJob | None:
+        if not job_id.startswith("job_") or not job_id[4:].isalnum():
+            return None
+        try:
+            return cls(**json.loads((root() / "jobs" / f"{job_id}.json").read_text()))
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def new_id() -> str:
+        return f"job_{secrets.token_hex(10)}"
+
+    @property
+    def due_at(self) -> float:
+        return self.created + self.queued_seconds + self.processing_seconds
+
+    def phase(self, now: float | None = None) -> str:
+        """Where the job is by the clock: queued, processing, or due to be done."""
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if self.fetch_error:
+            return "failed"
+        elapsed = (now or time.time()) - self.created
+        if elapsed < self.queued_seconds:
+            return "queued"
+        if self.hang or elapsed < self.queued_seconds + self.processing_seconds:
+            return "processing"
+        return "failed" if self.fail_message else "done"
+
+
+def job_ids() -> list[str]:
+    return sorted(p.stem for p in (root() / "jobs").glob("job_*.json"))
+
+
+def job_for_idempotency_key(key: str) -> str | None:
+    path = root() / "idempotency" / _safe(key)
+    return path.read_text() if path.exists() else None
+
+
+def remember_idempotency_key(key: str, job_id: str) -> None:
+    (root() / "idempotency" / _safe(key)).write_text(job_id)
+
+
+def _safe(key: str) -> str:
+    return "".join(ch for ch in key if ch.isalnum() or ch in "-_")[:128] or "blank"
+
+
+# --- Fault knobs ------------------------------------------------------------------------
+#
+# A queue of faults in faults.json, consumed in order by the requests they match:
+#   {"on": "submit" | "poll" | "cancel" | "download" | "any",
+#    "status": 429, "retry_after": 1, "message": "…",     # an HTTP error answer
+#    "malformed": true,                                     # a 200 with a broken body
+#    "delay": 2.5,                                          # answer late (timeouts)
+#    "times": 1}
+# and {"on": "job", "fail": "message", "hang": true, "slow": 30, "expired_urls": 1}
+# which shapes the next submitted job.
+
+
+def add_fault(**fault: Any) -> None:
+    fault.setdefault("times", 1)
+    with locked("faults"):
+        faults = _read_faults()
+        faults.append(fault)
+        _write_json(root() / "faults.json", faults)
+
+
+def clear_faults() -> None:
+    with locked("faults"):
+        _write_json(root() / "faults.json", [])
+
+
+def take_fault(route: str) -> dict[str, Any] | None:
+    """Consume the first queued fault that applies to this route, if any."""
+    path = root() / "faults.json"
+    if not path.exists():
+        return None
+    with locked("faults"):
+        faults = _read_faults()
+        for fault in faults:
+            if fault.get("on") == route or (fault.get("on") == "any" and route != "job"):
+                fault["times"] -= 1
+                if fault["times"] <= 0:
+                    faults.remove(fault)
+                _write_json(path, faults)
+                return fault
+    return None
+
+
+def _read_faults() -> list[dict[str, Any]]:
+    try:
+        return json.loads((root() / "faults.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return []

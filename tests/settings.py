@@ -1,0 +1,26 @@
+"""Test settings: the real app, with a throwaway VAR_DIR and a fast simulator."""
+
+import os
+import tempfile
+
+os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="playground-test-"))
+os.environ.pop("AIGATEWAY_API_KEY", None)
+
+from playground.settings import *  # noqa: E402, F403
+from playground.settings import DATABASES, Q_CLUSTER, VAR_DIR  # noqa: E402
+
+# A file database (not shared-cache memory) so tracker threads and the live server
+# thread can write at the same time, as they do in production.
+DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SIMULATOR_QUEUED_SECONDS = 0.2
+SIMULATOR_PROCESSING_SECONDS = 0.5
+TRACKER_THREADS = 4
+TRACKER_LEASE_SECONDS = 5
+LOGGING = {"version": 1, "disable_existing_loggers": False}
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+WHITENOISE_AUTOREFRESH = True
