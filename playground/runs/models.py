@@ -275,6 +275,15 @@ class Run(models.Model):
         cls.objects.filter(pk__in=ids, next_poll_at__lte=now).update(next_poll_at=until)
         return list(cls.objects.filter(pk__in=ids, next_poll_at=until).select_related("reference"))
 
+    @classmethod
+    def release_claims(cls) -> int:
+        """Hand back runs a dead tracker had claimed: due again after one poll interval
+        (not at once, so a job just polled is not polled again inside the gateway's 3 s)."""
+        soon = timezone.now() + timedelta(seconds=settings.POLL_INTERVAL_SECONDS)
+        return cls.objects.filter(status__in=ACTIVE, next_poll_at__gt=soon).update(
+            next_poll_at=soon
+        )
+
     def advance(self, gateway: Gateway) -> None:
         """Do the one next thing this run needs. Safe to repeat after a crash at any point."""
         from playground.gateway import GatewayError

@@ -9,6 +9,8 @@ keeps it to one loop at a time; a periodic sweep restarts it if it ever stops.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,19 +29,48 @@ LEASE_NAME = "tracker"
 
 
 def lease_seconds() -> float:
-    return float(getattr(settings, "TRACKER_LEASE_SECONDS", 30))
+    return float(settings.TRACKER_LEASE_SECONDS)
+
+
+def new_holder() -> str:
+    """Who holds the lease: host and pid, so a dead holder on this host is seen at once."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _holder_is_dead(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's tracker: only its lease expiry tells
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def claim_lease(holder: str) -> bool:
+    """Take or renew the tracker lease. A lease left by a dead tracker is taken over, and
+    the runs it had claimed are handed back at once instead of after their claim lease."""
     now = timezone.now()
-    TrackerLease.objects.get_or_create(name=LEASE_NAME, defaults={"expires_at": now})
     until = now + timedelta(seconds=lease_seconds())
-    return bool(
-        TrackerLease.objects.filter(name=LEASE_NAME, expires_at__lte=now).update(
-            holder=holder, expires_at=until
+    lease, _ = TrackerLease.objects.get_or_create(name=LEASE_NAME, defaults={"expires_at": now})
+    if lease.holder == holder:
+        return bool(
+            TrackerLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=until)
         )
-        or TrackerLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=until)
-    )
+    stale = lease.expires_at <= now or (lease.holder and _holder_is_dead(lease.holder))
+    if not stale:
+        return False
+    taken = TrackerLease.objects.filter(
+        name=LEASE_NAME, holder=lease.holder, expires_at=lease.expires_at
+    ).update(holder=holder, expires_at=until)
+    if taken and lease.holder:
+        log.info("tracker lease taken over from %s", lease.holder)
+        Run.release_claims()
+    return bool(taken)
 
 
 def release_lease(holder: str) -> None:
@@ -49,7 +80,8 @@ def release_lease(holder: str) -> None:
 
 
 def tracker_running() -> bool:
-    return TrackerLease.objects.filter(name=LEASE_NAME, expires_at__gt=timezone.now()).exists()
+    lease = TrackerLease.objects.filter(name=LEASE_NAME, expires_at__gt=timezone.now()).first()
+    return lease is not None and bool(lease.holder) and not _holder_is_dead(lease.holder)
 
 
 def ensure_tracker() -> None:
@@ -62,7 +94,7 @@ def ensure_tracker() -> None:
 
 def track(slice_seconds: float | None = None) -> str:
     """The django-q2 task: run the loop for one slice, then hand over if work remains."""
-    holder = uuid.uuid4().hex
+    holder = new_holder()
     if not claim_lease(holder):
         return "another tracker holds the lease"
     slice_seconds = settings.TRACKER_SLICE_SECONDS if slice_seconds is None else slice_seconds
@@ -78,7 +110,7 @@ def track(slice_seconds: float | None = None) -> str:
 def run_loop(holder: str, until: float) -> int:
     """Claim due runs and advance them on a pool until `until` (monotonic) passes."""
     threads = settings.TRACKER_THREADS
-    claim_lease_for = timedelta(seconds=max(120, settings.AIGATEWAY_TIMEOUT_SECONDS * 4))
+    claim_lease_for = timedelta(seconds=settings.TRACKER_CLAIM_LEASE_SECONDS)
     in_flight: dict[int, Future[None]] = {}
     steps = 0
     gateway = gateway_from_settings(attempts=2, retry_timeout=10)
@@ -124,7 +156,7 @@ def _advance(run: Run, gateway: object) -> None:
 
 def track_until_idle(timeout: float = 60.0) -> None:
     """Drive the loop in this process until no run is in flight (tests, management)."""
-    holder = uuid.uuid4().hex
+    holder = new_holder()
     deadline = time.monotonic() + timeout
     while Run.objects.in_flight().exists() and time.monotonic() < deadline:
         if claim_lease(holder):

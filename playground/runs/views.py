@@ -128,26 +128,25 @@ def run_status(request: HttpRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     if not request.htmx:
         return redirect(run)
-    response = render(request, "runs/run_detail.html#status-card", {"run": run})
-    if run.is_final:
-        return HttpResponseStopPolling(response.content)
-    return response
+    return _status_card(request, run)
+
+
+def _status_card(request: HttpRequest, run: Run) -> HttpResponse:
+    """The card alone; once final, also the side panel (out of band: billed cost, share)."""
+    card = render(request, "runs/run_detail.html#status-card", {"run": run})
+    if not run.is_final:
+        return card
+    side = render(request, "runs/run_detail.html#run-side", {"run": run, "oob": True})
+    return HttpResponseStopPolling(card.content + side.content)
 
 
 @require_POST
 def run_cancel(request: HttpRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
-    if run.request_cancel():
-        ensure_tracker()
+    if run.request_cancel() and not request.htmx:
         messages.info(request, "Cancelling the run." if run.is_active else "Run cancelled.")
-    return _back_to_card(request, run)
-
-
-def _back_to_card(request: HttpRequest, run: Run) -> HttpResponse:
-    if request.htmx:
-        response = render(request, "runs/run_detail.html#status-card", {"run": run})
-        return HttpResponseStopPolling(response.content) if run.is_final else response
-    return redirect(run)
+    ensure_tracker()
+    return _status_card(request, run) if request.htmx else redirect(run)
 
 
 @require_POST

@@ -81,8 +81,9 @@ class _Grader:
         self.width, self.height = width, height
         self.stamp = _stamp(width)
         sh, sw = self.stamp.shape
-        self.band_top = (height - sh - 2 * (sh // 3)) // 2 * 2
-        self.stamp_at = (height - sh - sh // 3, (width - sw) // 2)
+        # A strip along the top (video controls cover the bottom of the picture).
+        self.band_bottom = (sh + 2 * (sh // 3)) // 2 * 2
+        self.stamp_at = (sh // 3, (width - sw) // 2)
 
     def __call__(self, rgb: np.ndarray) -> av.VideoFrame:
         for c in range(3):
@@ -93,8 +94,8 @@ class _Grader:
         luma, chroma = planes[:h], planes[h:]
         chroma[:] = self.chroma_lut[chroma]
         # Darken a strip so the stamp reads on any picture, then ink the stamp.
-        luma[self.band_top :] //= 3
-        chroma.reshape(2, h // 2, w // 2)[:, self.band_top // 2 :] = 128
+        luma[: self.band_bottom] //= 3
+        chroma.reshape(2, h // 2, w // 2)[:, : self.band_bottom // 2] = 128
         y, x = self.stamp_at
         sh, sw = self.stamp.shape
         luma[y : y + sh, x : x + sw][self.stamp] = 235

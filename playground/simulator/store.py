@@ -129,6 +129,7 @@ def _safe(key: str) -> str:
 #    "status": 429, "retry_after": 1, "message": "…",     # an HTTP error answer
 #    "malformed": true,                                     # a 200 with a broken body
 #    "delay": 2.5,                                          # answer late (timeouts)
+#    "delay_after": 4,                  # submit only: create the job, then answer late
 #    "times": 1}
 # and {"on": "job", "fail": "message", "hang": true, "slow": 30, "expired_urls": 1}
 # which shapes the next submitted job.

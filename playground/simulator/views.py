@@ -60,8 +60,8 @@ FAULT_TYPES = {
 }
 
 
-def _injected_fault(route: str) -> HttpResponse | None:
-    fault = store.take_fault(route)
+def _injected_fault(route: str, fault: dict[str, Any] | None = None) -> HttpResponse | None:
+    fault = fault or store.take_fault(route)
     if fault is None:
         return None
     if fault.get("delay"):
@@ -139,8 +139,9 @@ def _base_url(request: HttpRequest) -> str:
 @csrf_exempt
 @require_http_methods(["POST"])
 def create_generation(request: HttpRequest) -> HttpResponse:
-    if fault := _injected_fault("submit"):
-        return fault
+    fault = store.take_fault("submit") or {}
+    if fault and (response := _injected_fault("submit", fault)):
+        return response
     try:
         data = json.loads(request.body)
         assert isinstance(data, dict)
@@ -188,6 +189,9 @@ def create_generation(request: HttpRequest) -> HttpResponse:
     _count("submits")
     engine.start(job.id)
     engine.schedule_webhook(job)
+    if fault.get("delay_after"):
+        # Accepted, but the answer is slow: the case where a client may never learn the id.
+        time.sleep(float(fault["delay_after"]))
     return JsonResponse(job_body(job, base_url=_base_url(request)), status=202)
 
 

@@ -1,0 +1,513 @@
+"""Who may see what: sign-in, other users' runs, share links and signed reference URLs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from django.core import signing
+from django.urls import reverse
+from django.utils import timezone
+
+from playground.lib import video
+from playground.runs.models import Reference, Run
+from playground.runs.references import SIGNING_SALT, signed_reference_url
+from tests.videos import make_video
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small real mp4 and a JPEG poster of it, copied into each test's media folder."""
+    folder = tmp_path_factory.mktemp("access-media")
+    mp4 = make_video(folder / "clip.mp4", width=320, height=240, seconds=1)
+    poster = folder / "clip.jpg"
+    video.save_poster(mp4, poster)
+    return mp4, poster
+
+
+def _media(name: str) -> Path:
+    return Path(django_settings.MEDIA_ROOT) / name
+
+
+def make_reference(user: User, clip: tuple[Path, Path]) -> Reference:
+    code = uuid.uuid4()
+    folder = _media(f"references/{code}")
+    folder.mkdir(parents=True)
+    shutil.copyfile(clip[0], folder / "original.mp4")
+    shutil.copyfile(clip[1], folder / "poster.jpg")
+    return Reference.objects.create(
+        code=code,
+        user=user,
+        name="clip.mp4",
+        file=f"references/{code}/original.mp4",
+        poster=f"references/{code}/poster.jpg",
+        format_name=video.MP4_FAMILY,
+        codec="h264",
+        width=320,
+        height=240,
+        fps=24,
+        duration=1.0,
+        size=clip[0].stat().st_size,
+    )
+
+
+def make_run(
+    user: User,
+    clip: tuple[Path, Path],
+    *,
+    status: str = "completed",
+    reference: Reference | None = None,
+    **fields: object,
+) -> Run:
+    """A run as the tracker would leave it; a completed one has its files on disk."""
+    code = uuid.uuid4()
+    now = timezone.now()
+    defaults: dict = {
+        "prompt": f"@Video1 as a watercolour {code.hex[:6]}",
+        "duration": 3,
+        "estimated_cost_micros": 504_000,
+        "submitted_at": now - timedelta(seconds=65),
+    }
+    if status == "completed":
+        results = _media("results")
+        results.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(clip[0], results / f"{code}.mp4")
+        shutil.copyfile(clip[1], results / f"{code}.jpg")
+        defaults |= {
+            "result": f"results/{code}.mp4",
+            "poster": f"results/{code}.jpg",
+            "result_width": 320,
+            "result_height": 240,
+            "result_fps": 24.0,
+            "billed_cost_micros": 504_000,
+            "billed_seconds": 3,
+            "finished_at": now,
+        }
+    elif status in ("failed", "cancelled", "timed_out"):
+        defaults |= {"billed_cost_micros": 0, "finished_at": now}
+    defaults.update(fields)
+    return Run.objects.create(
+        code=code,
+        user=user,
+        reference=reference or make_reference(user, clip),
+        idempotency_key=uuid.uuid4(),
+        status=status,
+        **defaults,
+    )
+
+
+def body(response) -> bytes:
+    if response.streaming:
+        return b"".join(response.streaming_content)
+    return response.content
+
+
+# --- Signing in ---------------------------------------------------------------------------
+
+LOGIN_REQUIRED = [
+    # (url name, needs a run / reference code, method)
+    ("generate", None, "get"),
+    ("generate", None, "post"),
+    ("history", None, "get"),
+    ("run", "run", "get"),
+    ("run_status", "run", "get"),
+    ("run_cancel", "run", "post"),
+    ("run_share", "run", "post"),
+    ("run_unshare", "run", "post"),
+    ("run_delete", "run", "post"),
+    ("run_result", "run", "get"),
+    ("run_poster", "run", "get"),
+    ("reference_video", "reference", "get"),
+    ("reference_poster", "reference", "get"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "needs", "method"), LOGIN_REQUIRED, ids=[f"{m}-{n}" for n, _, m in LOGIN_REQUIRED]
+)
+def test_it_sends_anonymous_users_to_log_in(client, owner, clip, name, needs, method):
+    run = make_run(owner, clip, share_token="tok-anonymous-test")
+    args = {"run": [run.code], "reference": [run.reference.code], None: []}[needs]
+    url = reverse(name, args=args)
+
+    response = getattr(client, method)(url)
+
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('login')}?next={url}"
+    after = Run.objects.get(pk=run.pk)  # nothing happened to the run
+    assert (after.status, after.share_token) == ("completed", "tok-anonymous-test")
+    assert Run.objects.count() == 1
+
+
+def test_it_lets_anonymous_users_log_in_sign_up_and_watch_a_shared_run(client, owner, clip):
+    run = make_run(owner, clip)
+    token = run.share()
+
+    for url in (reverse("login"), reverse("signup"), reverse("shared", args=[token])):
+        response = client.get(url)
+        assert response.status_code == 200, url
+    assert client.post(reverse("login"), {"username": "owner", "password": "pw-owner-123"})[
+        "Location"
+    ] == reverse("generate")
+
+
+def test_it_signs_up_a_new_user_by_default(client):
+    response = client.post(
+        reverse("signup"),
+        {"username": "newcomer", "password1": "tall-Giraffe-8812", "password2": "tall-Giraffe-8812"},
+    )
+
+    assert response.status_code == 302 and response["Location"] == reverse("generate")
+    assert User.objects.filter(username="newcomer").exists()
+    assert client.get(reverse("generate")).status_code == 200  # signed in already
+
+
+def test_it_closes_sign_up_when_disabled(client, settings):
+    settings.SIGNUP_ENABLED = False
+
+    assert client.get(reverse("signup")).status_code == 404
+    response = client.post(
+        reverse("signup"),
+        {"username": "intruder", "password1": "tall-Giraffe-8812", "password2": "tall-Giraffe-8812"},
+    )
+    assert response.status_code == 404
+    assert not User.objects.filter(username="intruder").exists()
+    login_page = client.get(reverse("login")).content.decode()
+    assert reverse("signup") not in login_page
+    assert "Sign-up is closed" in login_page
+
+
+# --- Other users' runs do not exist for you -----------------------------------------------
+
+STRANGER_404 = [
+    ("run", "get", {}),
+    ("run_status", "get", {"HX-Request": "true"}),
+    ("run_status", "get", {}),
+    ("run_result", "get", {}),
+    ("run_poster", "get", {}),
+    ("run_cancel", "post", {}),
+    ("run_share", "post", {}),
+    ("run_unshare", "post", {}),
+    ("run_delete", "post", {}),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "headers"),
+    STRANGER_404,
+    ids=[f"{m}-{n}-{'htmx' if h else 'plain'}" for n, m, h in STRANGER_404],
+)
+def test_it_answers_404_to_a_stranger_for_the_owners_run(
+    client, owner, stranger, clip, name, method, headers
+):
+    done = make_run(owner, clip)
+    done.share()
+    live = make_run(owner, clip, status="queued", provider_job_id="job_live")
+    client.force_login(stranger)
+
+    for run in (done, live):
+        response = getattr(client, method)(reverse(name, args=[run.code]), headers=headers)
+        assert response.status_code == 404, (run.status, response.status_code)
+
+    done_after, live_after = Run.objects.get(pk=done.pk), Run.objects.get(pk=live.pk)
+    assert done_after.share_token == done.share_token  # not revoked, not replaced
+    assert live_after.status == "queued" and not live_after.cancel_requested
+    assert _media(done.result.name).is_file() and _media(done.poster.name).is_file()
+
+
+@pytest.mark.parametrize("name", ["reference_video", "reference_poster"])
+def test_it_answers_404_to_a_stranger_for_the_owners_reference(
+    client, owner, stranger, clip, name
+):
+    reference = make_reference(owner, clip)
+    client.force_login(owner)
+    assert client.get(reverse(name, args=[reference.code])).status_code == 200
+
+    client.force_login(stranger)
+    assert client.get(reverse(name, args=[reference.code])).status_code == 404
+
+
+def test_it_lists_only_the_users_own_runs_in_history(client, owner, stranger, clip):
+    mine = [
+        make_run(owner, clip, billed_cost_micros=504_000),
+        make_run(owner, clip, duration=5, billed_cost_micros=840_000),
+        make_run(owner, clip, status="failed"),
+    ]
+    theirs = make_run(stranger, clip, billed_cost_micros=1_680_000)
+    client.force_login(owner)
+
+    content = client.get(reverse("history")).content.decode()
+
+    for run in mine:
+        assert run.prompt in content
+        assert run.get_absolute_url() in content
+    assert theirs.prompt not in content
+    assert str(theirs.code) not in content
+    assert re.search(r'<strong id="total-billed">\$1\.344</strong>', content)
+
+    client.force_login(stranger)
+    content = client.get(reverse("history")).content.decode()
+    assert theirs.prompt in content
+    assert all(run.prompt not in content for run in mine)
+    assert re.search(r'<strong id="total-billed">\$1\.680</strong>', content)
+
+
+# --- Share links --------------------------------------------------------------------------
+
+
+def test_it_shares_a_completed_run_with_anyone_holding_the_link(client, owner, clip):
+    run = make_run(owner, clip, prompt="@Video1 drifting through fog at dawn")
+    other = make_run(owner, clip, prompt="@Video1 a private experiment")
+    client.force_login(owner)
+
+    response = client.post(reverse("run_share", args=[run.code]))
+
+    run.refresh_from_db()
+    token = run.share_token
+    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert token and len(token) >= 20
+    assert token != str(run.code) and run.code.hex not in token and str(run.code) not in token
+    page = client.get(run.get_absolute_url()).content.decode()
+    assert reverse("shared", args=[token]) in page
+
+    client.logout()
+    shared = client.get(reverse("shared", args=[token]))
+    content = shared.content.decode()
+    assert shared.status_code == 200
+    assert "@Video1 drifting through fog at dawn" in content
+    assert "<video" in content and reverse("shared_result", args=[token]) in content
+    assert "owner" not in content  # neither the username nor anything of theirs
+    assert other.prompt not in content
+    assert f'href="{reverse("history")}"' not in content
+    assert str(run.code) not in content
+    assert run.reference.name not in content
+
+    result = client.get(reverse("shared_result", args=[token]))
+    assert result.status_code == 200
+    assert body(result) == clip[0].read_bytes()
+    poster = client.get(reverse("shared_poster", args=[token]))
+    assert poster.status_code == 200 and body(poster) == clip[1].read_bytes()
+
+
+def test_it_keeps_one_share_token_when_shared_twice(owner_client, owner, clip):
+    run = make_run(owner, clip)
+
+    owner_client.post(reverse("run_share", args=[run.code]))
+    first = Run.objects.get(pk=run.pk).share_token
+    owner_client.post(reverse("run_share", args=[run.code]))
+
+    assert first and Run.objects.get(pk=run.pk).share_token == first
+
+
+def test_it_forgets_a_revoked_share_link(client, owner, clip):
+    run = make_run(owner, clip)
+    client.force_login(owner)
+    client.post(reverse("run_share", args=[run.code]))
+    old = Run.objects.get(pk=run.pk).share_token
+
+    response = client.post(reverse("run_unshare", args=[run.code]))
+
+    assert response.status_code == 302
+    assert Run.objects.get(pk=run.pk).share_token is None
+    client.logout()
+    for name in ("shared", "shared_result", "shared_poster"):
+        assert client.get(reverse(name, args=[old])).status_code == 404, name
+
+    # Sharing again makes a new link; the old one stays dead.
+    client.force_login(owner)
+    client.post(reverse("run_share", args=[run.code]))
+    new = Run.objects.get(pk=run.pk).share_token
+    client.logout()
+    assert new and new != old
+    assert client.get(reverse("shared", args=[new])).status_code == 200
+    assert client.get(reverse("shared", args=[old])).status_code == 404
+
+
+@pytest.mark.parametrize("token", ["no-such-token", "a" * 24])
+def test_it_answers_404_for_an_unknown_share_token(client, owner, clip, token):
+    make_run(owner, clip).share()
+
+    for name in ("shared", "shared_result", "shared_poster"):
+        assert client.get(reverse(name, args=[token])).status_code == 404, name
+
+
+@pytest.mark.parametrize("status", ["pending", "queued", "processing", "failed", "cancelled"])
+def test_it_does_not_share_a_run_that_is_not_completed(owner_client, owner, clip, status):
+    run = make_run(owner, clip, status=status)
+
+    response = owner_client.post(reverse("run_share", args=[run.code]))
+
+    assert response.status_code == 404
+    assert Run.objects.get(pk=run.pk).share_token is None
+
+
+def test_it_hides_a_shared_link_to_a_run_that_is_no_longer_completed(client, owner, clip):
+    run = make_run(owner, clip, status="failed", share_token="tok-of-a-failed-run")
+
+    assert client.get(reverse("shared", args=["tok-of-a-failed-run"])).status_code == 404
+    assert run.share_token == "tok-of-a-failed-run"
+
+
+# --- The signed reference URL the provider downloads from ---------------------------------
+
+
+def _path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def test_it_serves_the_reference_at_its_signed_url_without_login(client, owner, clip):
+    reference = make_reference(owner, clip)
+
+    url = signed_reference_url(reference)
+    response = client.get(_path_of(url))
+
+    assert url.startswith(f"http://127.0.0.1:{django_settings.PORT}/r/")
+    assert str(reference.code) not in url
+    assert response.status_code == 200
+    assert response["Content-Type"] == "video/mp4"
+    assert body(response) == clip[0].read_bytes()
+
+
+def test_it_refuses_a_tampered_signed_reference_url(client, owner, clip):
+    reference = make_reference(owner, clip)
+    path = _path_of(signed_reference_url(reference))
+    token = path.rsplit("/", 1)[1]
+
+    tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+    other_salt = signing.dumps(str(reference.code), salt="something-else", compress=True)
+    unsigned = str(reference.code)
+
+    for bad in (tampered, other_salt, unsigned):
+        assert client.get(reverse("reference_download", args=[bad])).status_code == 404, bad
+    assert client.get(path).status_code == 200  # the real one still works
+
+
+def test_it_refuses_an_expired_signed_reference_url(client, owner, clip, settings):
+    reference = make_reference(owner, clip)
+    path = _path_of(signed_reference_url(reference))
+    assert client.get(path).status_code == 200
+
+    settings.REFERENCE_URL_MAX_AGE_SECONDS = -1
+
+    assert client.get(path).status_code == 404
+
+
+class _SignerInThePast(signing.TimestampSigner):
+    def timestamp(self) -> str:
+        return signing.b62_encode(int(time.time()) - 7 * 3600)
+
+
+def test_it_refuses_a_signed_reference_url_older_than_its_lifetime(client, owner, clip):
+    reference = make_reference(owner, clip)
+    old = _SignerInThePast(salt=SIGNING_SALT).sign_object(str(reference.code), compress=True)
+    fresh = signing.TimestampSigner(salt=SIGNING_SALT).sign_object(
+        str(reference.code), compress=True
+    )
+
+    assert django_settings.REFERENCE_URL_MAX_AGE_SECONDS < 7 * 3600
+    assert client.get(reverse("reference_download", args=[fresh])).status_code == 200
+    assert client.get(reverse("reference_download", args=[old])).status_code == 404
+
+
+# --- The status poll ----------------------------------------------------------------------
+
+
+def test_it_polls_an_active_run_from_the_database_only(owner_client, owner, clip, settings):
+    settings.AIGATEWAY_BASE_URL = "http://127.0.0.1:9"  # nothing listens: a call would fail
+    run = make_run(owner, clip, status="queued", provider_job_id="job_abc")
+    url = reverse("run_status", args=[run.code])
+
+    response = owner_client.get(url, headers={"HX-Request": "true"})
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert 'hx-trigger="every 2s"' in content
+    assert f'hx-get="{url}"' in content
+    assert 'data-status="queued"' in content
+    assert "<html" not in content  # the card alone, not the page
+    after = Run.objects.get(pk=run.pk)
+    assert (after.status, after.provider_requests, after.notice) == ("queued", 0, "")
+
+
+def test_it_stops_polling_a_finished_run(owner_client, owner, clip, settings):
+    settings.AIGATEWAY_BASE_URL = "http://127.0.0.1:9"
+    run = make_run(owner, clip, provider_job_id="job_done")
+
+    response = owner_client.get(
+        reverse("run_status", args=[run.code]), headers={"HX-Request": "true"}
+    )
+
+    content = response.content.decode()
+    assert response.status_code == 286
+    assert "hx-trigger" not in content
+    assert 'data-status="completed"' in content
+    assert reverse("run_result", args=[run.code]) in content
+    assert Run.objects.get(pk=run.pk).provider_requests == 0
+
+
+@pytest.mark.parametrize("status", ["failed", "cancelled", "timed_out"])
+def test_it_stops_polling_a_run_that_ended_without_a_result(owner_client, owner, clip, status):
+    run = make_run(owner, clip, status=status, error_message="The provider said no.")
+
+    response = owner_client.get(
+        reverse("run_status", args=[run.code]), headers={"HX-Request": "true"}
+    )
+
+    assert response.status_code == 286
+    assert "hx-trigger" not in response.content.decode()
+    assert f'data-status="{status}"' in response.content.decode()
+
+
+def status_card(content: str) -> str:
+    """The <div id="status-card"> element, up to its matching </div>."""
+    start = content.index('<div id="status-card"')
+    depth = 0
+    for tag in re.finditer(r"<(/?)div\b", content[start:]):
+        depth += -1 if tag.group(1) else 1
+        if depth == 0:
+            return content[start : start + tag.start() + len("</div>")]
+    raise AssertionError("the status card is not closed")
+
+
+def test_it_redirects_a_plain_poll_to_the_run_page_which_shows_the_same_card(
+    owner_client, owner, clip
+):
+    run = make_run(owner, clip)
+    url = reverse("run_status", args=[run.code])
+
+    plain = owner_client.get(url)
+    poll = owner_client.get(url, headers={"HX-Request": "true"})
+    page = owner_client.get(run.get_absolute_url())
+
+    assert plain.status_code == 302 and plain["Location"] == run.get_absolute_url()
+    assert page.status_code == 200
+    card = status_card(poll.content.decode())
+    assert reverse("run_result", args=[run.code]) in card
+    assert card == status_card(page.content.decode())
+
+
+def test_it_renders_the_live_card_on_the_run_page(owner_client, owner, clip):
+    run = make_run(owner, clip, status="pending")
+    url = reverse("run_status", args=[run.code])
+
+    poll = owner_client.get(url, headers={"HX-Request": "true"}).content.decode()
+    page = owner_client.get(run.get_absolute_url()).content.decode()
+
+    card, page_card = status_card(poll), status_card(page)
+    opening = card[: card.index(">") + 1]
+    assert 'hx-trigger="every 2s"' in opening and f'hx-get="{url}"' in opening
+    assert page_card.startswith(opening)
+    assert "Sending the job to the gateway" in card and "Sending the job to the gateway" in page_card
+    # Only the cancel form's CSRF token (masked afresh on each render) may differ.
+    unmask = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
+    assert unmask.sub("", card) == unmask.sub("", page_card)
