@@ -164,7 +164,11 @@ def test_it_lets_anonymous_users_log_in_sign_up_and_watch_a_shared_run(client, o
 def test_it_signs_up_a_new_user_by_default(client):
     response = client.post(
         reverse("signup"),
-        {"username": "newcomer", "password1": "tall-Giraffe-8812", "password2": "tall-Giraffe-8812"},
+        {
+            "username": "newcomer",
+            "password1": "tall-Giraffe-8812",
+            "password2": "tall-Giraffe-8812",
+        },
     )
 
     assert response.status_code == 302 and response["Location"] == reverse("generate")
@@ -178,7 +182,11 @@ def test_it_closes_sign_up_when_disabled(client, settings):
     assert client.get(reverse("signup")).status_code == 404
     response = client.post(
         reverse("signup"),
-        {"username": "intruder", "password1": "tall-Giraffe-8812", "password2": "tall-Giraffe-8812"},
+        {
+            "username": "intruder",
+            "password1": "tall-Giraffe-8812",
+            "password2": "tall-Giraffe-8812",
+        },
     )
     assert response.status_code == 404
     assert not User.objects.filter(username="intruder").exists()
@@ -226,9 +234,7 @@ def test_it_answers_404_to_a_stranger_for_the_owners_run(
 
 
 @pytest.mark.parametrize("name", ["reference_video", "reference_poster"])
-def test_it_answers_404_to_a_stranger_for_the_owners_reference(
-    client, owner, stranger, clip, name
-):
+def test_it_answers_404_to_a_stranger_for_the_owners_reference(client, owner, stranger, clip, name):
     reference = make_reference(owner, clip)
     client.force_login(owner)
     assert client.get(reverse(name, args=[reference.code])).status_code == 200
@@ -507,7 +513,7 @@ def test_it_renders_the_live_card_on_the_run_page(owner_client, owner, clip):
     opening = card[: card.index(">") + 1]
     assert 'hx-trigger="every 2s"' in opening and f'hx-get="{url}"' in opening
     assert page_card.startswith(opening)
-    assert "Sending the job to the gateway" in card and "Sending the job to the gateway" in page_card
+    assert "Sending the job to the gateway" in card
     # Only the cancel form's CSRF token (masked afresh on each render) may differ.
     unmask = re.compile(r'name="csrfmiddlewaretoken" value="[^"]+"')
     assert unmask.sub("", card) == unmask.sub("", page_card)

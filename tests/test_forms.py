@@ -113,9 +113,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "large": lambda d: make_video(d / "large.mp4", width=2400, height=1350, seconds=3.2),
     "fps90": lambda d: make_video(d / "fps90.mp4", width=720, height=720, fps=90, seconds=3.2),
     "fps15": lambda d: make_video(d / "fps15.mp4", width=720, height=720, fps=15),
-    "mkv": lambda d: make_video(
-        d / "clip.mkv", width=720, height=720, container_format="matroska"
-    ),
+    "mkv": lambda d: make_video(d / "clip.mkv", width=720, height=720, container_format="matroska"),
     "webm": lambda d: make_video(
         d / "clip.webm", width=720, height=720, codec="libvpx-vp9", container_format="webm"
     ),
@@ -442,9 +440,7 @@ def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
     assert Run.objects.count() == 0
 
 
-def test_it_accepts_a_public_base_url_for_a_remote_gateway(
-    db, client, owner, settings, good_video
-):
+def test_it_accepts_a_public_base_url_for_a_remote_gateway(db, client, owner, settings, good_video):
     settings.AIGATEWAY_BASE_URL = "https://api.aigateway.sh"
     settings.PUBLIC_BASE_URL = "https://play.example.com"
     client.force_login(owner)
@@ -476,9 +472,7 @@ def test_it_refuses_a_run_over_the_in_flight_cap(owner_client, owner, settings, 
     reference = _reference_for(owner, good_video)
     _runs(owner, reference, "queued", "processing", "completed", "failed")
 
-    response = owner_client.post(
-        reverse("generate"), generate_data(reference=str(reference.code))
-    )
+    response = owner_client.post(reverse("generate"), generate_data(reference=str(reference.code)))
 
     assert response.status_code == 200
     errors = response.context["form"].non_field_errors()
@@ -498,9 +492,7 @@ def test_it_counts_only_the_users_own_live_runs_against_the_cap(
     _runs(owner, reference, "queued", "completed", "cancelled", "timed_out")
     _runs(stranger, _reference_for(stranger, good_video), "queued", "processing")
 
-    response = owner_client.post(
-        reverse("generate"), generate_data(reference=str(reference.code))
-    )
+    response = owner_client.post(reverse("generate"), generate_data(reference=str(reference.code)))
 
     assert response.status_code == 302
     assert Run.objects.filter(user=owner).count() == 5
@@ -522,9 +514,7 @@ def test_it_refuses_a_run_the_monthly_budget_cannot_pay_for(
 
     assert response.status_code == 200
     errors = response.context["form"].non_field_errors()
-    assert errors == [
-        "This run would cost $0.504, but only $0.496 of this month's budget is left."
-    ]
+    assert errors == ["This run would cost $0.504, but only $0.496 of this month's budget is left."]
     assert html.escape(errors[0]) in response.content.decode()
     assert Run.objects.count() == 1
 

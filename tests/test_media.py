@@ -1,0 +1,268 @@
+"""Media files: HTTP Range for seeking, downloads, and files going with their run."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from playground.lib import video
+from playground.runs.models import Reference, Run
+from tests.videos import make_video
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small real mp4 (a few hundred KB) and a JPEG poster of it."""
+    folder = tmp_path_factory.mktemp("media-clip")
+    mp4 = make_video(folder / "clip.mp4", width=320, height=240, seconds=1)
+    poster = folder / "clip.jpg"
+    video.save_poster(mp4, poster)
+    return mp4, poster
+
+
+def _media(name: str) -> Path:
+    return Path(django_settings.MEDIA_ROOT) / name
+
+
+def make_reference(user: User, source: Path, poster: Path) -> Reference:
+    code = uuid.uuid4()
+    folder = _media(f"references/{code}")
+    folder.mkdir(parents=True)
+    shutil.copyfile(source, folder / "original.mp4")
+    shutil.copyfile(poster, folder / "poster.jpg")
+    return Reference.objects.create(
+        code=code,
+        user=user,
+        name="reference.mp4",
+        file=f"references/{code}/original.mp4",
+        poster=f"references/{code}/poster.jpg",
+        format_name=video.MP4_FAMILY,
+        codec="h264",
+        width=320,
+        height=240,
+        fps=24,
+        duration=1.0,
+        size=source.stat().st_size,
+    )
+
+
+def make_completed_run(user: User, clip: tuple[Path, Path], reference: Reference) -> Run:
+    code = uuid.uuid4()
+    results = _media("results")
+    results.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(clip[0], results / f"{code}.mp4")
+    shutil.copyfile(clip[1], results / f"{code}.jpg")
+    return Run.objects.create(
+        code=code,
+        user=user,
+        reference=reference,
+        idempotency_key=uuid.uuid4(),
+        prompt="@Video1 in autumn",
+        status="completed",
+        result=f"results/{code}.mp4",
+        poster=f"results/{code}.jpg",
+        billed_cost_micros=504_000,
+        finished_at=timezone.now(),
+    )
+
+
+def body(response) -> bytes:
+    assert response.streaming, "a file must be streamed, not loaded into memory"
+    return b"".join(response.streaming_content)
+
+
+@pytest.fixture(params=["run_result", "shared_result", "reference_video"])
+def media(request, client: Client, owner: User, clip: tuple[Path, Path]):
+    """(client, url, bytes on disk) for each view that serves a video."""
+    # The reference differs from the result, so a view serving the wrong file is caught.
+    reference_source = Path(django_settings.MEDIA_ROOT).parent / "reference-source.mp4"
+    shutil.copyfile(clip[0], reference_source)
+    with reference_source.open("ab") as fh:
+        fh.write(b"\0" * 1000)  # trailing padding: still a file of its own
+    reference = make_reference(owner, reference_source, clip[1])
+    run = make_completed_run(owner, clip, reference)
+    if request.param == "shared_result":
+        return client, reverse("shared_result", args=[run.share()]), clip[0].read_bytes()
+    client.force_login(owner)
+    if request.param == "run_result":
+        return client, reverse("run_result", args=[run.code]), clip[0].read_bytes()
+    return client, reverse("reference_video", args=[reference.code]), reference_source.read_bytes()
+
+
+def test_it_serves_the_whole_file_without_a_range(media):
+    client, url, data = media
+
+    response = client.get(url)
+
+    assert response.status_code == 200
+    assert response["Content-Length"] == str(len(data))
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["Content-Type"] == "video/mp4"
+    assert "Content-Range" not in response
+    assert body(response) == data
+
+
+def test_it_serves_the_first_hundred_bytes(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": "bytes=0-99"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 0-99/{len(data)}"
+    assert response["Content-Length"] == "100"
+    assert response["Accept-Ranges"] == "bytes"
+    assert response["Content-Type"] == "video/mp4"
+    assert body(response) == data[:100]
+
+
+def test_it_serves_a_range_in_the_middle(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": "bytes=1000-1999"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    assert body(response) == data[1000:2000]
+
+
+def test_it_serves_from_an_offset_to_the_end(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": "bytes=100-"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 100-{len(data) - 1}/{len(data)}"
+    assert response["Content-Length"] == str(len(data) - 100)
+    assert body(response) == data[100:]
+
+
+def test_it_serves_the_last_bytes_for_a_suffix_range(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": "bytes=-50"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes {len(data) - 50}-{len(data) - 1}/{len(data)}"
+    assert response["Content-Length"] == "50"
+    assert body(response) == data[-50:]
+
+
+def test_it_clamps_a_range_that_runs_past_the_end(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": f"bytes=10-{len(data) + 5000}"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 10-{len(data) - 1}/{len(data)}"
+    assert body(response) == data[10:]
+
+
+def test_it_serves_the_whole_file_for_a_suffix_longer_than_the_file(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": f"bytes=-{len(data) * 2}"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+    assert body(response) == data
+
+
+@pytest.mark.parametrize("where", ["at-end", "past-end"])
+def test_it_answers_416_for_a_range_that_starts_past_the_end(media, where):
+    client, url, data = media
+    start = len(data) if where == "at-end" else len(data) + 1000
+
+    response = client.get(url, headers={"Range": f"bytes={start}-"})
+
+    assert response.status_code == 416
+    assert response["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_it_serves_the_whole_file_for_a_multi_range_request(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": "bytes=0-9,20-29"})
+
+    assert response.status_code == 200
+    assert body(response) == data
+
+
+def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip):
+    run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
+    url = reverse("run_result", args=[run.code])
+
+    download = owner_client.get(url, {"download": "1"})
+    inline = owner_client.get(url)
+    ranged = owner_client.get(url, {"download": "1"}, headers={"Range": "bytes=0-9"})
+
+    assert download.status_code == 200
+    assert download["Content-Disposition"] == f'attachment; filename="kling-{run.code}.mp4"'
+    assert body(download) == clip[0].read_bytes()
+    assert not inline.get("Content-Disposition", "").startswith("attachment")
+    assert ranged.status_code == 206
+    assert ranged["Content-Disposition"].startswith("attachment")
+    assert body(ranged) == clip[0].read_bytes()[:10]
+
+
+def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
+    run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
+
+    poster = owner_client.get(reverse("run_poster", args=[run.code]))
+    reference_poster = owner_client.get(reverse("reference_poster", args=[run.reference.code]))
+
+    for response in (poster, reference_poster):
+        assert response.status_code == 200
+        assert response["Content-Type"] == "image/jpeg"
+        assert body(response) == clip[1].read_bytes()
+
+
+def test_it_answers_404_when_the_file_is_missing_from_disk(owner_client, owner, clip):
+    run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
+    _media(run.result.name).unlink()
+
+    assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
+
+
+def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
+    reference = make_reference(owner, clip[0], clip[1])
+    run = make_completed_run(owner, clip, reference)
+    kept = make_completed_run(owner, clip, reference)
+    result, poster = _media(run.result.name), _media(run.poster.name)
+    assert result.is_file() and poster.is_file()
+
+    response = owner_client.post(reverse("run_delete", args=[run.code]))
+
+    assert response.status_code == 302 and response["Location"] == reverse("history")
+    assert not Run.objects.filter(pk=run.pk).exists()
+    assert not result.exists() and not poster.exists()
+    # The other run and the reference (reusable for new runs) keep their files.
+    assert _media(kept.result.name).is_file() and _media(kept.poster.name).is_file()
+    assert _media(reference.file.name).is_file() and _media(reference.poster.name).is_file()
+    assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
+
+
+def test_it_keeps_an_active_run_and_its_files_when_asked_to_delete_it(owner_client, owner, clip):
+    reference = make_reference(owner, clip[0], clip[1])
+    run = Run.objects.create(
+        user=owner,
+        reference=reference,
+        idempotency_key=uuid.uuid4(),
+        prompt="@Video1 still going",
+        status="processing",
+        provider_job_id="job_live",
+    )
+
+    response = owner_client.post(reverse("run_delete", args=[run.code]))
+
+    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert Run.objects.filter(pk=run.pk, status="processing").exists()
