@@ -63,7 +63,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "playground.accounts.middleware.LoginRequiredMiddleware",
 ]
 
 ROOT_URLCONF = "playground.urls"
@@ -172,6 +172,7 @@ MONTHLY_BUDGET_USD = envstr("MONTHLY_BUDGET_USD", "")
 SIMULATOR_ROOT = Path(envstr("SIMULATOR_ROOT", str(VAR_DIR / "simulator")))
 SIMULATOR_QUEUED_SECONDS = float(envstr("SIMULATOR_QUEUED_SECONDS", "1.5"))
 SIMULATOR_PROCESSING_SECONDS = float(envstr("SIMULATOR_PROCESSING_SECONDS", "4"))
+SIMULATOR_PROCESSING_JITTER = float(envstr("SIMULATOR_PROCESSING_JITTER", "0"))
 SIMULATOR_RESULT_TTL_SECONDS = envint("SIMULATOR_RESULT_TTL_SECONDS", 24 * 3600)
 
 # --- django-q2 ----------------------------------------------------------------------------

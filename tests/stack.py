@@ -43,25 +43,28 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, every: float = 0.1
 
 
 class Stack:
-    def __init__(self, root: Path, **env: str) -> None:
+    def __init__(self, root: Path, *, web_workers: int = 1, **env: str) -> None:
         self.root = root
+        self.web_workers = web_workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.var = root / "var"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AIGATEWAY_")}
-        self.env.update({
-            "DJANGO_SETTINGS_MODULE": "playground.settings",
-            "VAR_DIR": str(self.var),
-            "PORT": str(self.port),
-            "SECRET_KEY": "stack-test-secret-key-not-for-production",
-            "SIMULATOR_QUEUED_SECONDS": "0.5",
-            "SIMULATOR_PROCESSING_SECONDS": "1.5",
-            "TRACKER_LEASE_SECONDS": "6",
-            "TRACKER_CLAIM_LEASE_SECONDS": "10",
-            "Q_WORKERS": "2",
-            "LOG_LEVEL": "WARNING",
-            **env,
-        })
+        self.env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "playground.settings",
+                "VAR_DIR": str(self.var),
+                "PORT": str(self.port),
+                "SECRET_KEY": "stack-test-secret-key-not-for-production",
+                "SIMULATOR_QUEUED_SECONDS": "0.5",
+                "SIMULATOR_PROCESSING_SECONDS": "1.5",
+                "TRACKER_LEASE_SECONDS": "6",
+                "TRACKER_CLAIM_LEASE_SECONDS": "10",
+                "Q_WORKERS": "2",
+                "LOG_LEVEL": "WARNING",
+                **env,
+            }
+        )
         self.web: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.logs = root / "logs"
@@ -70,8 +73,14 @@ class Stack:
     # --- processes ------------------------------------------------------------------------
 
     def manage(self, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, check=True,
-                              env={**self.env, **extra_env}, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            check=True,
+            env={**self.env, **extra_env},
+            capture_output=True,
+            text=True,
+        )
 
     def start(self) -> Stack:
         self.manage("migrate", "--noinput")
@@ -82,15 +91,30 @@ class Stack:
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
-        return subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
 
     def start_web(self) -> None:
-        self.web = self._spawn("web", [
-            sys.executable, "-m", "gunicorn", "playground.wsgi:application",
-            "--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--worker-class", "gthread",
-            "--threads", "16", "--timeout", "120",
-        ])
+        self.web = self._spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "playground.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.web_workers),
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "16",
+                "--timeout",
+                "120",
+            ],
+        )
         wait_for(self._web_up, timeout=30)
 
     def _web_up(self) -> bool:
@@ -140,30 +164,49 @@ class Stack:
 
     # --- a user -----------------------------------------------------------------------------
 
-    def user_client(self, username: str = "alice", password: str = "a-long-pass-123") -> httpx.Client:
+    def user_client(
+        self, username: str = "alice", password: str = "a-long-pass-123"
+    ) -> httpx.Client:
         client = httpx.Client(base_url=self.url, timeout=60)
         page = client.get("/accounts/signup/")
-        client.post("/accounts/signup/", data={
-            "username": username, "password1": password, "password2": password,
-            "csrfmiddlewaretoken": _csrf(page.text),
-        })
+        client.post(
+            "/accounts/signup/",
+            data={
+                "username": username,
+                "password1": password,
+                "password2": password,
+                "csrfmiddlewaretoken": _csrf(page.text),
+            },
+        )
         if client.get("/", follow_redirects=False).status_code != 200:  # already exists
             page = client.get("/accounts/login/")
-            client.post("/accounts/login/", data={
-                "username": username, "password": password, "csrfmiddlewaretoken": _csrf(page.text),
-            })
+            client.post(
+                "/accounts/login/",
+                data={
+                    "username": username,
+                    "password": password,
+                    "csrfmiddlewaretoken": _csrf(page.text),
+                },
+            )
         return client
 
     def generate(self, client: httpx.Client, video: Path, **fields: str) -> str:
         """POST the Generate form; return the new run's code."""
         page = client.get("/")
-        data = {"prompt": "@Video1 at golden hour", "duration": "3", "aspect_ratio": "auto",
-                "idempotency_key": re.search(r'name="idempotency_key" value="([^"]+)"',
-                                             page.text).group(1),
-                "csrfmiddlewaretoken": _csrf(page.text), **fields}
+        data = {
+            "prompt": "@Video1 at golden hour",
+            "duration": "3",
+            "aspect_ratio": "auto",
+            "idempotency_key": re.search(
+                r'name="idempotency_key" value="([^"]+)"', page.text
+            ).group(1),
+            "csrfmiddlewaretoken": _csrf(page.text),
+            **fields,
+        }
         with video.open("rb") as fh:
-            response = client.post("/", data=data, files={"reference_video": (video.name, fh,
-                                                                               "video/mp4")})
+            response = client.post(
+                "/", data=data, files={"reference_video": (video.name, fh, "video/mp4")}
+            )
         assert response.status_code == 302, response.text[:2000]
         return response.headers["location"].rstrip("/").split("/")[-1]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import time
@@ -136,7 +137,12 @@ LOGIN_REQUIRED = [
     ("name", "needs", "method"), LOGIN_REQUIRED, ids=[f"{m}-{n}" for n, _, m in LOGIN_REQUIRED]
 )
 def test_it_sends_anonymous_users_to_log_in(client, owner, clip, name, needs, method):
-    run = make_run(owner, clip, share_token="tok-anonymous-test")
+    # Each action finds a run it would change: cancel a live one, share an unshared one.
+    if name == "run_cancel":
+        run = make_run(owner, clip, status="queued", provider_job_id="job_live")
+    else:
+        run = make_run(owner, clip, share_token=None if name == "run_share" else "tok-anon")
+    before = (run.status, run.cancel_requested, run.share_token)
     args = {"run": [run.code], "reference": [run.reference.code], None: []}[needs]
     url = reverse(name, args=args)
 
@@ -145,7 +151,7 @@ def test_it_sends_anonymous_users_to_log_in(client, owner, clip, name, needs, me
     assert response.status_code == 302
     assert response["Location"] == f"{reverse('login')}?next={url}"
     after = Run.objects.get(pk=run.pk)  # nothing happened to the run
-    assert (after.status, after.share_token) == ("completed", "tok-anonymous-test")
+    assert (after.status, after.cancel_requested, after.share_token) == before
     assert Run.objects.count() == 1
 
 
@@ -193,6 +199,22 @@ def test_it_closes_sign_up_when_disabled(client, settings):
     login_page = client.get(reverse("login")).content.decode()
     assert reverse("signup") not in login_page
     assert "Sign-up is closed" in login_page
+
+
+def test_it_removes_a_user_with_their_runs_references_and_files(owner, stranger, clip):
+    reference = make_reference(owner, clip)
+    run = make_run(owner, clip, reference=reference)
+    make_run(owner, clip, status="failed", reference=reference)
+    theirs = make_run(stranger, clip)
+    files = [_media(run.result.name), _media(run.poster.name), _media(reference.file.name)]
+    assert all(f.is_file() for f in files)
+
+    owner.delete()  # what the admin's "delete user" does
+
+    assert not Run.objects.filter(user_id=owner.pk).exists()
+    assert not Reference.objects.filter(user_id=owner.pk).exists()
+    assert not any(f.exists() for f in files)
+    assert Run.objects.filter(pk=theirs.pk).exists() and _media(theirs.result.name).is_file()
 
 
 # --- Other users' runs do not exist for you -----------------------------------------------
@@ -428,21 +450,76 @@ def test_it_refuses_a_signed_reference_url_older_than_its_lifetime(client, owner
 # --- The status poll ----------------------------------------------------------------------
 
 
+def poll_url(page: str) -> str:
+    """The URL the run page's status card polls (hx-get), as the browser would use it."""
+    match = re.search(r'<div id="status-card"[^>]*?hx-get="([^"]+)"', page, re.S)
+    assert match, "the card does not poll"
+    return html.unescape(match.group(1))
+
+
 def test_it_polls_an_active_run_from_the_database_only(owner_client, owner, clip, settings):
     settings.AIGATEWAY_BASE_URL = "http://127.0.0.1:9"  # nothing listens: a call would fail
     run = make_run(owner, clip, status="queued", provider_job_id="job_abc")
-    url = reverse("run_status", args=[run.code])
+    url = poll_url(owner_client.get(run.get_absolute_url()).content.decode())
+    assert url.startswith(reverse("run_status", args=[run.code]))
+
+    for poll in (url, reverse("run_status", args=[run.code])):  # as minted, and bare
+        response = owner_client.get(poll, headers={"HX-Request": "true"})
+        content = response.content.decode()
+        assert response.status_code == 200, poll
+        assert 'hx-trigger="every 2s"' in content
+        assert poll_url(content) == url  # it goes on polling the same way
+        assert 'data-status="queued"' in content
+        assert "<html" not in content  # the card alone, not the page
+    after = Run.objects.get(pk=run.pk)
+    assert (after.status, after.provider_requests, after.notice) == ("queued", 0, "")
+
+
+def test_it_refuses_a_poll_for_someone_elses_run_even_with_a_key(client, owner, stranger, clip):
+    first = make_run(owner, clip, status="queued", provider_job_id="job_1")
+    second = make_run(owner, clip, status="queued", provider_job_id="job_2")
+    client.force_login(owner)
+    url = poll_url(client.get(first.get_absolute_url()).content.decode())
+    query = url.partition("?")[2]
+    borrowed = reverse("run_status", args=[second.code]) + (f"?{query}" if query else "")
+    forged = reverse("run_status", args=[first.code]) + "?key=forged-key"
+    htmx = {"HX-Request": "true"}
+
+    client.force_login(stranger)
+    assert client.get(reverse("run_status", args=[first.code]), headers=htmx).status_code == 404
+    assert client.get(forged, headers=htmx).status_code == 404
+    assert client.get(borrowed, headers=htmx).status_code == 404
+    client.logout()
+    for attempt in (forged, borrowed, reverse("run_status", args=[first.code])):
+        response = client.get(attempt, headers=htmx)
+        assert response.status_code in (302, 404), attempt
+        assert b"status-card" not in response.content
+
+
+def test_it_swaps_in_the_finished_card_when_a_polled_run_completes(owner_client, owner, clip):
+    run = make_run(owner, clip, status="processing", provider_job_id="job_x")
+    url = poll_url(owner_client.get(run.get_absolute_url()).content.decode())
+    finished = make_run(owner, clip)  # a completed run's files, moved onto this run
+    Run.objects.filter(pk=run.pk).update(
+        status="completed",
+        result=finished.result.name,
+        poster=finished.poster.name,
+        result_width=320,
+        result_height=240,
+        result_fps=24.0,
+        billed_cost_micros=504_000,
+        billed_seconds=3,
+        finished_at=timezone.now(),
+    )
 
     response = owner_client.get(url, headers={"HX-Request": "true"})
 
     content = response.content.decode()
-    assert response.status_code == 200
-    assert 'hx-trigger="every 2s"' in content
-    assert f'hx-get="{url}"' in content
-    assert 'data-status="queued"' in content
-    assert "<html" not in content  # the card alone, not the page
-    after = Run.objects.get(pk=run.pk)
-    assert (after.status, after.provider_requests, after.notice) == ("queued", 0, "")
+    assert response.status_code == 286
+    assert "hx-trigger" not in content
+    assert 'data-status="completed"' in content
+    assert f'src="{reverse("run_result", args=[run.code])}"' in content
+    assert reverse("run_share", args=[run.code]) in content  # a finished run can be shared
 
 
 def test_it_stops_polling_a_finished_run(owner_client, owner, clip, settings):
@@ -511,7 +588,7 @@ def test_it_renders_the_live_card_on_the_run_page(owner_client, owner, clip):
 
     card, page_card = status_card(poll), status_card(page)
     opening = card[: card.index(">") + 1]
-    assert 'hx-trigger="every 2s"' in opening and f'hx-get="{url}"' in opening
+    assert 'hx-trigger="every 2s"' in opening and f'hx-get="{url}' in opening
     assert page_card.startswith(opening)
     assert "Sending the job to the gateway" in card
     # Only the cancel form's CSRF token (masked afresh on each render) may differ.

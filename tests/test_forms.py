@@ -7,6 +7,7 @@ import io
 import re
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import av
@@ -15,6 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from playground.lib import video
 from playground.runs.forms import GenerateForm
@@ -193,7 +195,6 @@ def test_it_rejects_an_upload_the_model_would_refuse_and_keeps_nothing(
     assert "prompt" not in form.errors
     # The message is on the page, in the reference field's error box.
     content = response.content.decode()
-    assert html.escape(errors[0]) in content
     dropzone = content[content.index("data-dropzone") : content.index('<div class="row">')]
     assert html.escape(errors[0]) in dropzone
     assert Reference.objects.count() == 0
@@ -253,6 +254,7 @@ def test_it_rejects_a_bad_prompt_and_keeps_what_was_typed(owner_client, prompt, 
     assert selected_option(content, "aspect_ratio") == "9:16"
     assert re.search(r'<input type="checkbox" name="keep_audio"[^>]*checked', content)
     assert f'value="{data["idempotency_key"]}"' in content
+    assert re.search(r'<output id="estimate"[^>]*>\$1\.176</output>', content)  # 7 s
     if prompt.strip():
         assert prompt in content  # the long prompt is still there to be shortened
     assert Run.objects.count() == 0
@@ -420,7 +422,9 @@ def test_it_does_not_prefill_from_another_users_run(client, owner, stranger, goo
 
 
 @pytest.mark.parametrize(
-    "public_base_url", ["", "http://127.0.0.1:8000", "http://192.168.1.5"], ids=str
+    "public_base_url",
+    ["", "http://127.0.0.1:8000", "http://192.168.1.5"],
+    ids=["unset", "loopback", "private"],
 )
 def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
     db, client, owner, settings, good_video, public_base_url
@@ -552,3 +556,49 @@ def test_it_accepts_a_run_within_the_budget(owner_client, owner, settings, good_
     assert "$1.008" in refused.context["form"].non_field_errors()[0]
     assert accepted.status_code == 302
     assert Run.objects.get().estimated_cost_micros == 840_000
+
+
+@pytest.mark.parametrize("limit", ["budget", "in-flight"])
+def test_it_keeps_a_good_upload_when_a_limit_refuses_the_run(
+    owner_client, owner, settings, good_video, limit
+):
+    earlier = _reference_for(owner, good_video)
+    if limit == "budget":
+        settings.MONTHLY_BUDGET_USD = "1.00"
+        _runs(owner, earlier, "completed", billed_cost_micros=840_000)
+    else:
+        settings.MAX_INFLIGHT_RUNS_PER_USER = 1
+        _runs(owner, earlier, "queued")
+
+    response = owner_client.post(reverse("generate"), generate_data(good_video))
+
+    assert response.status_code == 200
+    assert response.context["form"].non_field_errors()  # refused, with its reason
+    assert Run.objects.count() == 1
+    uploaded = Reference.objects.exclude(pk=earlier.pk).get()
+    assert uploaded.name == good_video.name
+    # Once the limit lifts, the user picks the stored upload instead of sending it again.
+    assert selected_option(response.content.decode(), "reference") == str(uploaded.code)
+
+
+def test_it_counts_only_this_months_spending_of_this_user_against_the_budget(
+    owner_client, owner, stranger, settings, good_video
+):
+    settings.MONTHLY_BUDGET_USD = "1.00"
+    reference = _reference_for(owner, good_video)
+    first_of_month = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    _runs(
+        owner,
+        reference,
+        "completed",
+        billed_cost_micros=900_000,
+        created_at=first_of_month - timedelta(days=1),
+    )
+    _runs(stranger, _reference_for(stranger, good_video), "completed", billed_cost_micros=900_000)
+
+    response = owner_client.post(
+        reverse("generate"), generate_data(reference=str(reference.code), duration=5)
+    )
+
+    assert response.status_code == 302
+    assert Run.objects.filter(user=owner).count() == 2

@@ -2,8 +2,8 @@
 
 Faults the simulator can stage (429, 5xx, 401/402/404, malformed bodies, slow answers,
 expired result URLs, 409 on cancel) are staged there; only faults it cannot produce (a
-reset connection, a body cut mid-stream, the POST …/cancel variant) use httpx.MockTransport
-at the client seam.
+reset connection, a body cut mid-stream, an unreadable Retry-After, the POST …/cancel
+variant) use httpx.MockTransport at the client seam.
 """
 
 from __future__ import annotations
@@ -205,6 +205,41 @@ def test_it_waits_what_retry_after_asks_then_succeeds(sim, transport, video_url)
     assert elapsed >= 1.0
     assert count(transport, "POST", "/generations") == 2
     assert store.job_ids() == [job.id]
+
+
+def _rate_limited_once(retry_after: str) -> tuple[list[httpx.Request], Gateway]:
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return httpx.Response(
+                429,
+                headers={"Retry-After": retry_after},
+                json={"error": {"message": "Slow down.", "type": "rate_limit_error"}},
+            )
+        return httpx.Response(200, json=job_json(status="processing"))
+
+    return calls, mock_gateway(handler)
+
+
+def test_it_honours_retry_after_as_an_http_date():
+    calls, client = _rate_limited_once("Wed, 21 Oct 2015 07:28:00 GMT")  # already past
+    assert client.get_job("job_abc123").status == "processing"
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    ["soon", "Wed, 21 Oct 2015 07:28:00 -0000", "-"],
+    ids=["word", "date-without-zone", "dash"],
+)
+def test_it_survives_a_retry_after_it_cannot_read(retry_after):
+    """A junk header is a fault to survive: retry on the usual backoff, and never raise
+    anything but GatewayError."""
+    calls, client = _rate_limited_once(retry_after)
+    assert client.get_job("job_abc123").status == "processing"
+    assert len(calls) == 2
 
 
 @live
@@ -476,7 +511,9 @@ def test_it_rejects_junk_bodies_as_retryable(body):
 
 
 @live
-def test_it_reports_an_expired_result_url_and_a_fresh_one_works(sim, transport, video_url, tmp_path):
+def test_it_reports_an_expired_result_url_and_a_fresh_one_works(
+    sim, transport, video_url, tmp_path
+):
     store.add_fault(on="job", expired_urls=1)
     job = submit(sim, video_url)
     final, _ = wait_until_final(sim, job.id)

@@ -54,8 +54,12 @@ def describe_format(format_name: str) -> str:
     return names.get(format_name, format_name)
 
 
-def probe(path: str | Path) -> VideoFacts:
-    """Read the facts of a video file; raise UnreadableVideo when it is not one."""
+def probe(path: str | Path, *, thorough: bool = True) -> VideoFacts:
+    """Read the facts of a video file; raise UnreadableVideo when it is not one.
+
+    `thorough` also walks every packet and decodes a frame, to catch truncated or corrupt
+    uploads; files we made ourselves or just fetched from the provider skip it.
+    """
     path = Path(path)
     size = path.stat().st_size
     try:
@@ -83,7 +87,8 @@ def probe(path: str | Path) -> VideoFacts:
             size=size,
             has_audio=bool(container.streams.audio),
         )
-        _check_complete(container, stream, duration)
+        if thorough:
+            _check_complete(container, stream, duration)
     return facts
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest, HttpResponse
@@ -121,11 +122,44 @@ def run_detail(request: HttpRequest, code: str) -> HttpResponse:
     return render(request, "runs/run_detail.html", {"run": run})
 
 
+# Only what the card shows: the poll reads one narrow row.
+CARD_FIELDS = [
+    "code",
+    "user_id",
+    "status",
+    "cancel_requested",
+    "provider_job_id",
+    "notice",
+    "error_message",
+    "billed_cost_micros",
+    "billed_seconds",
+    "result",
+    "result_width",
+    "result_height",
+    "result_fps",
+    "created_at",
+    "submitted_at",
+    "finished_at",
+]
+
+
+@login_not_required
 @require_GET
 @vary_on_headers("HX-Request")
 def run_status(request: HttpRequest, code: str) -> HttpResponse:
-    """The poll: reads the database only. A finished run answers 286, so polling stops."""
-    run = _get_run(request, code)
+    """The poll: reads the database only. A finished run answers 286, so polling stops.
+
+    Authorised by the run's status key (no session lookup); without one, by the session.
+    """
+    key = request.GET.get("key", "")
+    if key:
+        run = Run.objects.only(*CARD_FIELDS).filter(code=code).order_by().first()
+        if run is None or not run.status_key_matches(key):
+            raise Http404
+    elif request.user.is_authenticated:
+        run = _get_run(request, code)
+    else:
+        return redirect_to_login(request.get_full_path())
     if not request.htmx:
         return redirect(run)
     return _status_card(request, run)

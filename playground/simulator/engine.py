@@ -25,7 +25,9 @@ from playground.simulator import render, store
 
 log = logging.getLogger(__name__)
 
-_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="simulator")
+# Fetching and copying are I/O; rendering is CPU, so at most two renders run at once.
+_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="simulator")
+_render_slots = threading.BoundedSemaphore(2)
 _lock = threading.Lock()
 _in_flight: set[str] = set()
 

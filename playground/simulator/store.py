@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ def locked(name: str) -> Iterator[None]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
 
@@ -62,6 +63,7 @@ class SimJob:
     expired_urls_left: int = 0  # how many result URLs to hand out already expired
     fetch_error: str = ""
     webhook_sent: bool = False
+    resolution: str = ""
 
     @property
     def input_path(self) -> Path:

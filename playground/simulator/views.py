@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import random
 import threading
 import time
 from typing import Any
@@ -108,10 +109,14 @@ def job_body(job: store.SimJob, *, base_url: str) -> dict[str, Any]:
 
 
 def _resolution(job: store.SimJob) -> str:
-    from playground.lib.video import probe
+    """WxH of the rendered output; read once, then kept in the job file."""
+    if not job.resolution:
+        from playground.lib.video import probe
 
-    facts = probe(job.output_path)
-    return f"{facts.width}x{facts.height}"
+        facts = probe(job.output_path, thorough=False)
+        job.resolution = f"{facts.width}x{facts.height}"
+        job.save()
+    return job.resolution
 
 
 def _signature(job_id: str, expires: int) -> str:
@@ -207,7 +212,9 @@ def _new_job(
         video_url=video_url,
         webhook_url=str(data.get("webhook_url") or ""),
         queued_seconds=settings.SIMULATOR_QUEUED_SECONDS,
-        processing_seconds=settings.SIMULATOR_PROCESSING_SECONDS,
+        # Real jobs vary; a jitter spreads them (the benchmark uses it, tests don't).
+        processing_seconds=settings.SIMULATOR_PROCESSING_SECONDS
+        * (1 + settings.SIMULATOR_PROCESSING_JITTER * (2 * random.random() - 1)),
     )
     # Demo knobs in the prompt: [sim:fail], [sim:fail=message], [sim:slow], [sim:hang].
     lowered = prompt.lower()

@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""Benchmark the tracker and the status poll on this machine; prints a Markdown table.
+
+    make bench            # = .venv/bin/python bench/run.py --jobs 100 1000
+
+It starts the real stack (gunicorn serving the app and the simulator, and ONE qcluster
+worker process), creates N runs at once, and measures while they complete:
+  - peak jobs in flight tracked by the one worker,
+  - completion lag: when our run is completed (result copied, poster made) minus when the
+    simulator's job completed, p50/p95/max,
+  - provider requests per job, against the floor of one poll per 3 s of job time,
+  - polls that came faster than the gateway's 3 s rule (the simulator counts them),
+and then the status-poll endpoint's requests/s over /healthz's (hello world, same server,
+same middleware), measured with wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument(
+        "--processing",
+        type=float,
+        default=40.0,
+        help="simulated provider processing time per job, seconds",
+    )
+    parser.add_argument("--wrk-seconds", type=int, default=10)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="playground-bench-"))
+    from tests.stack import Stack, wait_for
+
+    stack = Stack(
+        tmp,
+        Q_WORKERS="1",
+        SIMULATOR_QUEUED_SECONDS="2",
+        SIMULATOR_PROCESSING_SECONDS=str(args.processing),
+        TRACKER_THREADS="32",
+        TRACKER_LEASE_SECONDS="30",
+        TRACKER_CLAIM_LEASE_SECONDS="120",
+        MAX_INFLIGHT_RUNS_PER_USER="0",
+    )
+    # This process talks to the stack's database through the ORM, with the same settings.
+    os.environ.update(
+        {
+            k: v
+            for k, v in stack.env.items()
+            if k in {"VAR_DIR", "PORT", "SECRET_KEY", "DJANGO_SETTINGS_MODULE"}
+        }
+    )
+    os.environ.pop("AIGATEWAY_API_KEY", None)
+    import django
+
+    django.setup()
+    stack.start()
+    try:
+        results = [measure_batch(stack, n, wait_for) for n in args.jobs]
+        poll = measure_poll(stack, args.wrk_seconds, wait_for)
+    finally:
+        stack.stop()
+    report(results, poll, args)
+
+
+def bench_user_and_reference(stack):  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import User
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from playground.runs.models import Reference
+    from playground.runs.references import store_upload
+    from tests.videos import make_video
+
+    user = User.objects.filter(username="bench").first()
+    if user is None:
+        client = stack.user_client("bench", "bench-pass-12345")
+        client.close()
+        user = User.objects.get(username="bench")
+    reference = Reference.objects.filter(user=user).first()
+    if reference is None:
+        clip = make_video(stack.root / "ref.mp4", width=720, height=720, seconds=3.2)
+        reference = store_upload(user, SimpleUploadedFile("ref.mp4", clip.read_bytes()))
+    return user, reference
+
+
+def measure_batch(stack, n: int, wait_for) -> dict:  # type: ignore[no-untyped-def]
+    import uuid
+
+    from django.utils import timezone
+
+    from playground.runs.models import Run
+    from playground.runs.tracker import ensure_tracker
+
+    user, reference = bench_user_and_reference(stack)
+    now = timezone.now()
+    batch = f"bench-{n}-{uuid.uuid4().hex[:6]}"
+    Run.objects.bulk_create(
+        [
+            Run(
+                user=user,
+                reference=reference,
+                idempotency_key=uuid.uuid4(),
+                prompt=batch,
+                duration=3,
+                estimated_cost_micros=3 * 168_000,
+                next_poll_at=now,
+            )
+            for _ in range(n)
+        ]
+    )
+    runs = Run.objects.filter(prompt=batch)
+    started = time.monotonic()
+    ensure_tracker()
+    peak = 0
+    while runs.filter(
+        status__in=["pending", "submitting", "queued", "processing", "fetching"]
+    ).exists():
+        peak = max(peak, runs.filter(status__in=["queued", "processing"]).count())
+        if time.monotonic() - started > 900:
+            raise SystemExit(f"batch of {n} did not finish in 15 minutes")
+        time.sleep(0.5)
+    wall = time.monotonic() - started
+
+    sim_jobs = stack.var / "simulator" / "jobs"
+    outputs = stack.var / "simulator" / "outputs"
+    lags, ratios, polls = [], [], []
+    statuses: dict[str, int] = {}
+    for run in runs:
+        statuses[run.status] = statuses.get(run.status, 0) + 1
+        if run.status != "completed":
+            continue
+        job = json.loads((sim_jobs / f"{run.provider_job_id}.json").read_text())
+        due = job["created"] + job["queued_seconds"] + job["processing_seconds"]
+        provider_done = max(due, (outputs / f"{run.provider_job_id}.mp4").stat().st_mtime)
+        lags.append(run.finished_at.timestamp() - provider_done)
+        job_seconds = provider_done - job["created"]
+        job_polls = run.provider_requests - 2  # minus the submit and the download
+        polls.append(job_polls)
+        ratios.append(job_polls / (job_seconds / 3.0))
+    return {
+        "jobs": n,
+        "statuses": statuses,
+        "peak_in_flight": peak,
+        "wall_seconds": round(wall, 1),
+        "lag_p50": percentile(lags, 50),
+        "lag_p95": percentile(lags, 95),
+        "lag_max": max(lags),
+        "polls_per_job": statistics.mean(polls),
+        "polls_over_floor": statistics.mean(ratios),
+    }
+
+
+def measure_poll(stack, seconds: int, wait_for) -> dict:  # type: ignore[no-untyped-def]
+    from playground.runs.models import Run
+
+    client = stack.user_client("bench", "bench-pass-12345")
+    bench_user_and_reference(stack)
+    code = stack.generate(client, stack.root / "ref.mp4", prompt="[sim:hang] a live card")
+    wait_for(lambda: Run.objects.get(code=code).status == "processing", timeout=60)
+    cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    poll_url = f"{stack.url}/runs/{code}/status"
+    poll = wrk(poll_url, seconds, cookie=cookie, htmx=True)
+    hello = wrk(f"{stack.url}/healthz", seconds, cookie=cookie)
+    stats = client.get("/sim/_stats").json()
+    Run.objects.get(code=code).request_cancel()
+    return {"poll_rps": poll, "hello_rps": hello, "ratio": poll / hello, "simulator": stats}
+
+
+def wrk(url: str, seconds: int, *, cookie: str, htmx: bool = False) -> float:
+    cmd = ["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Cookie: {cookie}"]
+    if htmx:
+        cmd += ["-H", "HX-Request: true"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors from {url}:\n{out}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def report(results: list[dict], poll: dict, args: argparse.Namespace) -> None:
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
+    print(
+        f"\nMeasured {when} on {os.cpu_count()} cores; one qcluster worker process; "
+        f"simulated jobs take {args.processing:g} s ± 50 % + 2 s queued.\n"
+    )
+    print(
+        "| jobs at once | peak in flight (1 worker) | completion lag p50 / p95 / max "
+        "| polls per job | polls ÷ floor (job time ÷ 3 s) | all done in |"
+    )
+    print("|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['jobs']} | {r['peak_in_flight']} | {r['lag_p50']:.2f} s / "
+            f"{r['lag_p95']:.2f} s / {r['lag_max']:.2f} s | {r['polls_per_job']:.1f} | "
+            f"{r['polls_over_floor']:.2f} | {r['wall_seconds']} s |"
+        )
+    print(
+        f"\nStatus poll: {poll['poll_rps']:.0f} req/s; hello world: "
+        f"{poll['hello_rps']:.0f} req/s; ratio {poll['ratio']:.2f} (goal ≥ 0.8)."
+    )
+    print(f"Simulator saw: {json.dumps(poll['simulator'])} (early_polls = polls inside 3 s)")
+    print(json.dumps({"batches": results, "poll": poll}, default=str))
+
+
+if __name__ == "__main__":
+    main()

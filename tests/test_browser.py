@@ -1,0 +1,295 @@
+"""A real browser (Debian's chromium, driven by Playwright) against the real stack.
+
+gunicorn and a django-q2 qcluster run in subprocesses (tests/stack.py); the simulator
+renders a real H.264 result. The browser signs up, generates a shot through the form,
+watches the status card update in place, plays and seeks the result, shares it, and
+checks what the form shows for a reference that is not a video.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.stack import ROOT, Stack, wait_for
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1280, "height": 860}
+SCREENSHOT = ROOT / "docs" / "screenshot-run.png"
+PASSWORD = "a-long-pass-123"
+ACTIVE = {"pending", "submitting", "queued", "processing", "fetching"}
+RUN_URL = re.compile(r"/runs/([0-9a-f-]{36})/$")
+PROMPT = "@Video1 at golden hour, warm light, slow push-in"
+
+# Records every data-status the run page's #status-card takes, from the first parse on,
+# so states that only last between two polls are still seen.
+WATCH_STATUS = """
+(() => {
+  window.__statuses = [];
+  const note = () => {
+    const card = document.getElementById("status-card");
+    const status = card && card.dataset.status;
+    if (status && window.__statuses[window.__statuses.length - 1] !== status) {
+      window.__statuses.push(status);
+    }
+  };
+  new MutationObserver(note).observe(document, {
+    subtree: true, childList: true, attributes: true, attributeFilter: ["data-status"],
+  });
+})();
+"""
+
+
+# --- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("browser-stack")).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser, stack: Stack) -> Iterator[BrowserContext]:
+    context = browser.new_context(base_url=stack.url, viewport=VIEWPORT)
+    context.add_init_script(WATCH_STATUS)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    return page
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def sign_up(page: Page, stack: Stack, username: str) -> None:
+    page.goto("/accounts/signup/")
+    page.fill("#id_username", username)
+    page.fill("#id_password1", PASSWORD)
+    page.fill("#id_password2", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url(stack.url + "/")
+    expect(page.locator("#generate-form")).to_be_visible()
+
+
+def log_in(page: Page, stack: Stack, username: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button.primary")
+    page.wait_for_url(stack.url + "/")
+    expect(page.locator("#generate-form")).to_be_visible()
+
+
+def wait_for_metadata(page: Page) -> None:
+    """#result-video has loaded its metadata (readyState >= HAVE_METADATA)."""
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#result-video');"
+        " return v !== null && v.readyState >= 1; }",
+        timeout=15_000,
+    )
+    error = page.eval_on_selector("#result-video", "v => v.error && v.error.code")
+    assert not error, f"the video element reports MediaError {error}"
+
+
+def video_width(page: Page) -> int:
+    return page.eval_on_selector("#result-video", "v => v.videoWidth")
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path) -> None:
+    sign_up(page, stack, "alice")
+
+    # The form, with the estimate following the duration.
+    page.fill("#id_prompt", PROMPT)
+    page.set_input_files("#id_reference_video", str(good_video))
+    expect(page.locator("#estimate")).to_have_text("$0.840")  # the default 5 s
+    page.select_option("#id_duration", "4")
+    expect(page.locator("#estimate")).to_have_text("$0.672")
+    page.click("button.primary")
+
+    # The run page, left alone: the card must change in place, never by a reload.
+    page.wait_for_url(RUN_URL)
+    code = RUN_URL.search(page.url).group(1)
+    page.evaluate("window.__noReload = 1")
+    expect(page.locator("#status-card")).to_have_attribute("data-status", re.compile(".+"))
+    page.wait_for_selector("#status-card[data-status=completed]", timeout=60_000)
+    statuses = page.evaluate("window.__statuses")
+    assert page.evaluate("window.__noReload") == 1, "the run page reloaded"
+    assert statuses[0] in ACTIVE, statuses
+    assert statuses[-1] == "completed", statuses
+    assert set(statuses[:-1]) <= ACTIVE, statuses
+    run = stack.run(code)
+    assert run["status"] == "completed"
+    assert run["billed_cost_micros"] == 4 * 168_000
+    # The side panel was refreshed out of band with the final cost and the share button.
+    expect(page.locator("#run-side dt:text-is('Billed') + dd")).to_have_text("$0.672")
+    expect(page.get_by_role("button", name="Create share link")).to_be_visible()
+
+    # The result really plays: decodable, the right length, advancing, seekable.
+    wait_for_metadata(page)
+    assert video_width(page) > 0, "the browser cannot decode the result's video"
+    duration = page.eval_on_selector("#result-video", "v => v.duration")
+    assert abs(duration - 4) <= 0.25, duration
+    page.eval_on_selector("#result-video", "async v => { v.muted = true; await v.play(); }")
+    page.wait_for_timeout(1_000)
+    playing = page.eval_on_selector(
+        "#result-video",
+        "v => ({t: v.currentTime, paused: v.paused, error: v.error && v.error.code})",
+    )
+    assert playing["error"] is None, playing
+    assert not playing["paused"], playing
+    assert playing["t"] > 0.3, playing
+    position = page.eval_on_selector(
+        "#result-video",
+        """v => new Promise((resolve, reject) => {
+             v.pause();
+             const timer = setTimeout(() => reject(new Error("no seeked event")), 10000);
+             v.addEventListener("seeked", () => { clearTimeout(timer); resolve(v.currentTime); },
+                                {once: true});
+             v.currentTime = 2.5;
+           })""",
+    )
+    assert abs(position - 2.5) <= 0.1, position
+    assert page.evaluate("window.__noReload") == 1
+
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
+
+
+def test_history_and_shared_link(
+    page: Page, browser: Browser, stack: Stack, good_video: Path
+) -> None:
+    client = stack.user_client("bob", PASSWORD)
+    code = stack.generate(client, good_video, duration="4", prompt="@Video1 under neon rain")
+    wait_for(lambda: stack.run(code)["status"] in {"completed", "failed"}, timeout=60)
+    assert stack.run(code)["status"] == "completed", stack.run(code)["error_message"]
+    run_url = f"/runs/{code}/"
+    log_in(page, stack, "bob")
+
+    # History: the run's row, with a poster that loaded, its status and its cost.
+    page.goto("/runs/")
+    row = page.locator("table.history tbody tr").filter(
+        has=page.locator(f"a[href$='{code}/']")
+    )
+    expect(row).to_have_count(1)
+    poster = row.locator("img.thumb")
+    expect(poster).to_be_visible()
+    poster.evaluate(
+        "img => img.complete ? null : new Promise(r => img.addEventListener('load', r))"
+    )
+    assert poster.evaluate("img => img.naturalWidth") > 0, "the poster did not load"
+    expect(row.locator("td").nth(2)).to_have_text("Completed")
+    expect(row.locator("td").nth(4)).to_have_text("$0.672")
+
+    # Share it, then watch it logged out, in a fresh context.
+    row.locator("td").nth(1).get_by_role("link").click()
+    page.wait_for_url(re.compile(re.escape(run_url) + "$"))
+    page.get_by_role("button", name="Create share link").click()
+    share_input = page.locator("input.share-url")
+    expect(share_input).to_be_visible()
+    share_url = share_input.input_value()
+    assert share_url.startswith(stack.url + "/s/"), share_url
+
+    stranger = browser.new_context(viewport=VIEWPORT)
+    try:
+        shared = stranger.new_page()
+        shared.goto(share_url)
+        expect(shared.get_by_role("link", name="Log in")).to_be_visible()  # logged out
+        expect(shared.locator("h1.prompt")).to_have_text("@Video1 under neon rain")
+        wait_for_metadata(shared)
+        assert video_width(shared) > 0, "the shared video cannot be decoded"
+        # And the owner's private URL stays private to the stranger.
+        response = shared.goto(stack.url + run_url)
+        assert "/accounts/login/" in shared.url, (response and response.status, shared.url)
+    finally:
+        stranger.close()
+
+
+def test_form_errors_show_at_the_fields(page: Page, stack: Stack, tmp_path: Path) -> None:
+    not_a_video = tmp_path / "clip.mp4"
+    not_a_video.write_text("This is a text file, not a video.\n" * 20)
+    sign_up(page, stack, "carol")
+    form = page.locator("#generate-form")
+    submits: list[str] = []
+    page.on("request", lambda r: submits.append(r.url) if r.method == "POST" else None)
+
+    # An empty prompt never leaves the browser: the textarea is `required`.
+    page.set_input_files("#id_reference_video", str(not_a_video))
+    page.click("button.primary")
+    assert page.eval_on_selector("#id_prompt", "el => el.validity.valueMissing")
+    page.wait_for_timeout(300)
+    assert submits == []
+
+    # A blank (whitespace) prompt gets past the browser; the server names both problems.
+    page.evaluate("window.__noReload = 1")
+    page.fill("#id_prompt", "   ")
+    page.select_option("#id_duration", "4")
+    page.click("button.primary")
+    prompt_error = form.locator("#id_prompt ~ .errors")
+    expect(prompt_error).to_contain_text("Write a prompt")
+    reference_error = form.locator("[data-dropzone] .errors")
+    expect(reference_error).to_contain_text("“clip.mp4” can’t be used")
+    expect(reference_error).to_contain_text("not a video file")
+    expect(page.locator("#id_duration")).to_have_value("4")
+    assert page.evaluate("window.__noReload") == 1, "the form did a full page load"
+    assert page.url == stack.url + "/"
+
+    # With a good prompt, only the file is wrong, and what the user typed stays.
+    page.fill("#id_prompt", PROMPT)
+    page.set_input_files("#id_reference_video", str(not_a_video))
+    page.click("button.primary")
+    expect(form.locator("[data-dropzone] .errors")).to_contain_text("can’t be used")
+    expect(form.locator("#id_prompt ~ .errors")).to_have_count(0)
+    expect(page.locator("#id_prompt")).to_have_value(PROMPT)
+    expect(page.locator("#id_duration")).to_have_value("4")
+    expect(page.locator("#estimate")).to_have_text("$0.672")
+    expect(page.locator("[data-count-for=id_prompt]")).to_have_text(str(len(PROMPT)))
+    assert page.evaluate("window.__noReload") == 1, "the form did a full page load"
+    assert not stack.query(
+        "SELECT 1 FROM runs_run r JOIN auth_user u ON u.id = r.user_id WHERE u.username = ?",
+        "carol",
+    ), "a run was created from an invalid form"
+    # The swapped-in form is still wired: the estimate follows the duration again.
+    page.select_option("#id_duration", "6")
+    expect(page.locator("#estimate")).to_have_text("$1.008")
+
+    # Typing past the limit is cut at 2,500 characters by maxlength.
+    page.fill("#id_prompt", "")
+    page.focus("#id_prompt")
+    page.keyboard.insert_text("x" * 2600)
+    assert len(page.input_value("#id_prompt")) == 2500
+    expect(page.locator("[data-count-for=id_prompt]")).to_have_text("2,500")
