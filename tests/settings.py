@@ -6,8 +6,8 @@ import tempfile
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="playground-test-"))
 os.environ.pop("AIGATEWAY_API_KEY", None)
 
-from playground.settings import *  # noqa: E402, F403
-from playground.settings import DATABASES, Q_CLUSTER, VAR_DIR  # noqa: E402
+from playground.settings import *  # noqa: F403
+from playground.settings import DATABASES, Q_CLUSTER, VAR_DIR
 
 # A file database (not shared-cache memory) so tracker threads and the live server
 # thread can write at the same time, as they do in production.

@@ -34,6 +34,7 @@ PASSWORD = "a-long-pass-123"
 ACTIVE = {"pending", "submitting", "queued", "processing", "fetching"}
 RUN_URL = re.compile(r"/runs/([0-9a-f-]{36})/$")
 PROMPT = "@Video1 at golden hour, warm light, slow push-in"
+PROMPT_ERROR = ".hint:has([data-count-for=id_prompt]) + .errors"  # right under the prompt
 
 # Records every data-status the run page's #status-card takes, from the first parse on,
 # so states that only last between two polls are still seen.
@@ -161,7 +162,12 @@ def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path
     assert video_width(page) > 0, "the browser cannot decode the result's video"
     duration = page.eval_on_selector("#result-video", "v => v.duration")
     assert abs(duration - 4) <= 0.25, duration
-    page.eval_on_selector("#result-video", "async v => { v.muted = true; await v.play(); }")
+    page.eval_on_selector(
+        "#result-video",
+        """v => { v.muted = true;  // autoplay policy: only muted media may play unprompted
+                 return Promise.race([v.play(), new Promise((_, reject) =>
+                   setTimeout(() => reject(new Error("play() never settled")), 10000))]); }""",
+    )
     page.wait_for_timeout(1_000)
     playing = page.eval_on_selector(
         "#result-video",
@@ -202,14 +208,16 @@ def test_history_and_shared_link(
 
     # History: the run's row, with a poster that loaded, its status and its cost.
     page.goto("/runs/")
-    row = page.locator("table.history tbody tr").filter(
-        has=page.locator(f"a[href$='{code}/']")
-    )
+    row = page.locator("table.history tbody tr").filter(has=page.locator(f"a[href$='{code}/']"))
     expect(row).to_have_count(1)
     poster = row.locator("img.thumb")
     expect(poster).to_be_visible()
     poster.evaluate(
-        "img => img.complete ? null : new Promise(r => img.addEventListener('load', r))"
+        """img => img.complete || new Promise(done => {
+             img.addEventListener("load", done);
+             img.addEventListener("error", done);
+             setTimeout(done, 10000);
+           })"""
     )
     assert poster.evaluate("img => img.naturalWidth") > 0, "the poster did not load"
     expect(row.locator("td").nth(2)).to_have_text("Completed")
@@ -259,7 +267,7 @@ def test_form_errors_show_at_the_fields(page: Page, stack: Stack, tmp_path: Path
     page.fill("#id_prompt", "   ")
     page.select_option("#id_duration", "4")
     page.click("button.primary")
-    prompt_error = form.locator("#id_prompt ~ .errors")
+    prompt_error = form.locator(PROMPT_ERROR)
     expect(prompt_error).to_contain_text("Write a prompt")
     reference_error = form.locator("[data-dropzone] .errors")
     expect(reference_error).to_contain_text("“clip.mp4” can’t be used")
@@ -273,7 +281,7 @@ def test_form_errors_show_at_the_fields(page: Page, stack: Stack, tmp_path: Path
     page.set_input_files("#id_reference_video", str(not_a_video))
     page.click("button.primary")
     expect(form.locator("[data-dropzone] .errors")).to_contain_text("can’t be used")
-    expect(form.locator("#id_prompt ~ .errors")).to_have_count(0)
+    expect(form.locator(PROMPT_ERROR)).to_have_count(0)
     expect(page.locator("#id_prompt")).to_have_value(PROMPT)
     expect(page.locator("#id_duration")).to_have_value("4")
     expect(page.locator("#estimate")).to_have_text("$0.672")

@@ -98,11 +98,14 @@ class GenerateForm(forms.Form):
             self.stored_reference = chosen
         elif "reference_video" not in self.errors:
             self.add_error("reference_video", "Choose a reference video to guide the shot.")
+        try:
+            self._check_limits(data)
+        except forms.ValidationError as exc:
+            self.add_error(None, exc)
         if self.stored_reference is not None and self.errors:
             # Re-render with the stored reference picked, so the user needn't upload again.
             self.data = self.data.copy()
             self.data["reference"] = str(self.stored_reference.code)
-        self._check_limits(data)
         return data
 
     def _check_limits(self, data: dict) -> None:

@@ -64,6 +64,10 @@ class Reference(models.Model):
         return f"{self.width}×{self.height}"
 
     @property
+    def facts(self) -> str:
+        return f"{self.duration:.3g} s · {self.resolution} · {self.fps:g} fps"
+
+    @property
     def needs_preview(self) -> bool:
         return self.codec not in video.BROWSER_CODECS
 
@@ -122,8 +126,9 @@ class Run(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
     )
-    # PROTECT: a reference's file must outlive every run that points at it.
-    reference = models.ForeignKey(Reference, on_delete=models.PROTECT, related_name="runs")
+    # RESTRICT: a reference's file must outlive every run that points at it (deleting the
+    # user still removes both together).
+    reference = models.ForeignKey(Reference, on_delete=models.RESTRICT, related_name="runs")
     # From a hidden form field: a double-click or resubmit finds the run it already made.
     idempotency_key = models.UUIDField()
 

@@ -121,7 +121,7 @@ def store_upload(user: object, upload: UploadedFile) -> Reference:
         shutil.rmtree(folder, ignore_errors=True)  # nothing is kept of a rejected file
         raise
     relative = Path("references", str(code))
-    return Reference.objects.create(
+    reference = Reference.objects.create(
         code=code,
         user=user,
         name=Path(upload.name or "reference").name[:255],
@@ -136,3 +136,7 @@ def store_upload(user: object, upload: UploadedFile) -> Reference:
         size=facts.size,
         has_audio=facts.has_audio,
     )
+    from playground.runs.previews import schedule_preview
+
+    schedule_preview(reference)
+    return reference

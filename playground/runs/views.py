@@ -7,10 +7,17 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
 
@@ -70,6 +77,9 @@ def generate(request: HttpRequest) -> HttpResponse:
 
 def _initial_from(request: HttpRequest) -> dict:
     """ "Try again" links prefill the form from an earlier run of the user's."""
+    reference = request.GET.get("reference")
+    if reference and _is_uuid(reference):
+        return {"reference": reference}
     code = request.GET.get("from")
     if not code or not _is_uuid(code):
         return {}
@@ -250,33 +260,55 @@ def _serve(
 
 
 @require_GET
+def references(request: HttpRequest) -> HttpResponse:
+    items = Reference.objects.filter(user=request.user).annotate(run_count=Count("runs"))
+    return render(request, "runs/references.html", {"references": items})
+
+
+@require_POST
+def reference_delete(request: HttpRequest, code: str) -> HttpResponse:
+    reference = get_object_or_404(Reference, code=code, user=request.user)
+    used = reference.runs.count()
+    if used:
+        messages.error(
+            request,
+            f"“{reference.name}” is used by {used} run{pluralize(used)}; "
+            "delete those runs first, then the reference.",
+        )
+    else:
+        reference.delete()
+        messages.info(request, f"Deleted “{reference.name}” and its files.")
+    return redirect("references")
+
+
+@require_safe
 def run_result(request: HttpRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     download = f"kling-{run.code}.mp4" if "download" in request.GET else None
     return _serve(request, run.result.name, content_type="video/mp4", download_as=download)
 
 
-@require_GET
+@require_safe
 def run_poster(request: HttpRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     return _serve(request, run.poster.name or run.reference.poster.name, content_type="image/jpeg")
 
 
-@require_GET
+@require_safe
 def reference_video(request: HttpRequest, code: str) -> HttpResponse:
     reference = get_object_or_404(Reference, code=code, user=request.user)
     name = reference.preview.name or reference.file.name
     return _serve(request, name, content_type="video/mp4")
 
 
-@require_GET
+@require_safe
 def reference_poster(request: HttpRequest, code: str) -> HttpResponse:
     reference = get_object_or_404(Reference, code=code, user=request.user)
     return _serve(request, reference.poster.name, content_type="image/jpeg")
 
 
 @login_not_required
-@require_GET
+@require_safe
 def reference_download(request: HttpRequest, token: str) -> HttpResponse:
     """The provider fetches the reference here: a signed, expiring, unguessable URL."""
     reference = reference_for_token(token)
@@ -294,14 +326,14 @@ def shared_run(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @login_not_required
-@require_GET
+@require_safe
 def shared_result(request: HttpRequest, token: str) -> HttpResponse:
     run = _get_shared_run(token)
     return _serve(request, run.result.name, content_type="video/mp4")
 
 
 @login_not_required
-@require_GET
+@require_safe
 def shared_poster(request: HttpRequest, token: str) -> HttpResponse:
     run = _get_shared_run(token)
     return _serve(request, run.poster.name, content_type="image/jpeg")
