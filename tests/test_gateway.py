@@ -518,6 +518,8 @@ def test_it_reports_an_expired_result_url_and_a_fresh_one_works(
     job = submit(sim, video_url)
     final, _ = wait_until_final(sim, job.id)
     assert final.status == "completed"
+    # The one expired URL asked for has been handed out; the next one will be fresh.
+    assert store.SimJob.load(job.id).expired_urls_left == 0
 
     dest = tmp_path / "result.mp4"
     with pytest.raises(GatewayError) as caught:

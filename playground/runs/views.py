@@ -135,6 +135,7 @@ def run_detail(request: HttpRequest, code: str) -> HttpResponse:
 # Only what the card shows: the poll reads one narrow row.
 CARD_FIELDS = [
     "code",
+    "reference",
     "user_id",
     "status",
     "cancel_requested",

@@ -27,9 +27,19 @@
     });
   }
 
+  const MAX_UPLOAD = 200 * 1024 * 1024;
+
   function wireDropzone(root) {
     root.querySelectorAll("[data-dropzone]").forEach((zone) => {
       const input = zone.querySelector("input[type=file]");
+      // Say at once when a file is over the limit, instead of after uploading it.
+      input.addEventListener("change", () => {
+        const file = input.files[0];
+        const tooBig = file && file.size > MAX_UPLOAD;
+        input.setCustomValidity(tooBig ? "This file is " + (file.size / 1048576).toFixed(1) +
+          " MB; the limit is 200 MB." : "");
+        if (tooBig) input.reportValidity();
+      });
       ["dragenter", "dragover"].forEach((name) => zone.addEventListener(name, (event) => {
         event.preventDefault();
         zone.classList.add("dragging");
@@ -45,14 +55,84 @@
     });
   }
 
+  function clock(seconds) {
+    const m = Math.floor(seconds / 60);
+    const s = (seconds % 60).toFixed(1).padStart(4, "0");
+    return m + ":" + s;
+  }
+
+  // Result / Side by side / Wipe: one pair of videos driven by one control.
+  function wireCompare(root) {
+    root.querySelectorAll("[data-tabs]").forEach((tabs) => {
+      if (tabs.dataset.wired) return;
+      tabs.dataset.wired = "1";
+      const card = tabs.parentElement;
+      const player = card.querySelector("[data-panel=player]");
+      const panel = card.querySelector("[data-panel=compare]");
+      const box = panel.querySelector("[data-compare]");
+      const ref = box.querySelector("[data-role=reference]");
+      const res = box.querySelector("[data-role=result]");
+      const toggle = panel.querySelector("[data-role=toggle]");
+      const seek = panel.querySelector("[data-role=seek]");
+      const time = panel.querySelector("[data-role=time]");
+      const wipe = box.querySelector("[data-role=wipe]");
+      const both = [res, ref];
+
+      const syncTo = (t) => both.forEach((v) => {
+        v.currentTime = Math.min(t, Math.max(0, (v.duration || t) - 0.01));
+      });
+      const pauseAll = () => both.forEach((v) => v.pause());
+
+      tabs.querySelectorAll("[data-view]").forEach((tab) => tab.addEventListener("click", () => {
+        const view = tab.dataset.view;
+        tabs.querySelectorAll("[data-view]").forEach((t) => t.setAttribute("aria-selected", String(t === tab)));
+        player.hidden = view !== "player";
+        panel.hidden = view === "player";
+        box.classList.toggle("side", view === "side");
+        box.classList.toggle("wipe", view === "wipe");
+        if (view === "player") pauseAll(); else card.querySelector("#result-video").pause();
+      }));
+      toggle.addEventListener("click", () => {
+        if (res.paused) {
+          syncTo(res.currentTime);
+          both.forEach((v) => v.play().catch(() => {}));
+        } else {
+          pauseAll();
+        }
+      });
+      res.addEventListener("play", () => { toggle.textContent = "Pause both"; });
+      res.addEventListener("pause", () => { toggle.textContent = "Play both"; });
+      res.addEventListener("ended", pauseAll);
+      res.addEventListener("loadedmetadata", () => { seek.max = res.duration; });
+      res.addEventListener("timeupdate", () => {
+        seek.value = res.currentTime;
+        time.textContent = clock(res.currentTime);
+        // Keep the reference in step; a drift over a frame or two is corrected.
+        if (!res.paused && ref.currentTime < (ref.duration || 0) - 0.05 &&
+            Math.abs(ref.currentTime - res.currentTime) > 0.1) {
+          ref.currentTime = res.currentTime;
+        }
+      });
+      seek.addEventListener("input", () => {
+        syncTo(Number(seek.value));
+        time.textContent = clock(Number(seek.value));
+      });
+      const applyWipe = () => { res.style.clipPath = "inset(0 0 0 " + wipe.value + "%)"; };
+      wipe.addEventListener("input", applyWipe);
+      applyWipe();
+    });
+  }
+
   function wire(root) {
     wireEstimate(root);
     wireCounter(root);
     wireDropzone(root);
+    wireCompare(root);
   }
 
   document.addEventListener("DOMContentLoaded", () => wire(document));
   document.addEventListener("htmx:afterSwap", (event) => wire(event.detail.elt.parentElement || document));
+  document.addEventListener("htmx:oobAfterSwap", (event) => wire(event.detail.target || document));
 
   // Upload progress for the Generate form (htmx reports XHR upload progress).
   document.addEventListener("htmx:xhr:progress", (event) => {
