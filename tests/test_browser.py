@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.stack import ROOT, Stack, wait_for
 
@@ -125,6 +126,23 @@ def video_width(page: Page) -> int:
     return page.eval_on_selector("#result-video", "v => v.videoWidth")
 
 
+def wait_for_completed_card(page: Page, stack: Stack, code: str) -> None:
+    """Wait for the card to show the completed run; on timeout, say what was going on."""
+    try:
+        page.wait_for_selector("#status-card[data-status=completed]", timeout=60_000)
+    except PlaywrightTimeoutError:
+        run = stack.run(code)
+        logs = "\n".join(
+            f"--- {log.name}\n" + log.read_text(errors="replace")[-3000:]
+            for log in sorted(stack.logs.glob("*.log"))
+        )
+        pytest.fail(
+            f"the card never showed a completed run: statuses seen "
+            f"{page.evaluate('window.__statuses')}, in the database {run['status']!r} "
+            f"({run['error_message']!r})\n{logs}"
+        )
+
+
 # --- tests ----------------------------------------------------------------------------------
 
 
@@ -144,7 +162,7 @@ def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path
     code = RUN_URL.search(page.url).group(1)
     page.evaluate("window.__noReload = 1")
     expect(page.locator("#status-card")).to_have_attribute("data-status", re.compile(".+"))
-    page.wait_for_selector("#status-card[data-status=completed]", timeout=60_000)
+    wait_for_completed_card(page, stack, code)
     statuses = page.evaluate("window.__statuses")
     assert page.evaluate("window.__noReload") == 1, "the run page reloaded"
     assert statuses[0] in ACTIVE, statuses

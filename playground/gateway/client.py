@@ -24,7 +24,7 @@ USER_MESSAGES = {
     402: "The gateway account is out of credits. Add credits, then try again.",
     404: "The gateway does not know this model, endpoint or job.",
 }
-RETRYABLE_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 FINAL_STATUSES = {"completed", "failed", "cancelled"}
 
 
@@ -120,8 +120,14 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:  # an HTTP date
         when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when else None
+    except (TypeError, ValueError):
+        return None  # unreadable: as if absent, the usual backoff applies
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _error_from(response: httpx.Response) -> GatewayError:
@@ -248,6 +254,15 @@ class Gateway:
         with code "result_url_expired" so the caller can fetch the job for a fresh URL.
         """
         tmp = dest.with_name(dest.name + ".part")
+        try:
+            size = self._download_to(url, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave half a file behind
+            raise
+        tmp.replace(dest)
+        return size
+
+    def _download_to(self, url: str, tmp: Path) -> int:
         with _transport_errors_as_gateway_errors():
             for attempt in self._retrying():
                 with attempt:
@@ -269,7 +284,6 @@ class Gateway:
                         raise GatewayError(
                             "The result file was empty.", code="empty_result", retryable=True
                         )
-        tmp.replace(dest)
         return size
 
     # --- plumbing ---------------------------------------------------------------------------

@@ -89,6 +89,7 @@ class Status(models.TextChoices):
 
 
 ACTIVE = [Status.PENDING, Status.SUBMITTING, Status.QUEUED, Status.PROCESSING, Status.FETCHING]
+CANCELLABLE = [Status.PENDING, Status.SUBMITTING, Status.QUEUED, Status.PROCESSING]
 FINAL = [Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT]
 ASPECT_RATIOS = [
     ("auto", "Auto (match the reference)"),
@@ -207,12 +208,13 @@ class Run(models.Model):
 
     @property
     def can_cancel(self) -> bool:
-        return self.is_active and not self.cancel_requested
+        # Not while fetching: the provider has finished and billed the job by then.
+        return self.status in CANCELLABLE and not self.cancel_requested
 
     @property
     def provider_may_bill(self) -> bool:
-        """A job the provider had accepted may be billed even if we cancel it."""
-        return bool(self.provider_job_id)
+        """A job the provider accepted (or may have: a submit was sent) may be billed."""
+        return bool(self.provider_job_id) or self.status == Status.SUBMITTING
 
     @property
     def estimated_cost(self) -> str:
@@ -259,9 +261,9 @@ class Run(models.Model):
         ):
             self.refresh_from_db()
             return True
-        changed = Run.objects.filter(pk=self.pk, status__in=ACTIVE, cancel_requested=False).update(
-            cancel_requested=True, next_poll_at=now
-        )
+        changed = Run.objects.filter(
+            pk=self.pk, status__in=CANCELLABLE, cancel_requested=False
+        ).update(cancel_requested=True, next_poll_at=now)
         self.refresh_from_db()
         return bool(changed)
 
@@ -310,12 +312,12 @@ class Run(models.Model):
         try:
             if self.status in (Status.PENDING, Status.SUBMITTING):
                 self._submit(gateway)
+            elif self.status == Status.FETCHING:
+                self._fetch_result(gateway)  # the job is done and billed: a cancel is moot
             elif self.cancel_requested and self.provider_job_id:
                 self._cancel_at_provider(gateway)
             elif self.status in (Status.QUEUED, Status.PROCESSING):
                 self._poll(gateway)
-            elif self.status == Status.FETCHING:
-                self._fetch_result(gateway)
         except GatewayError as exc:
             self._on_gateway_error(exc)
 
@@ -330,26 +332,31 @@ class Run(models.Model):
                 next_poll_at=timezone.now() + timedelta(seconds=wait),
             )
             return
-        if self.status in (Status.PENDING, Status.SUBMITTING) or exc.status in (401, 402):
-            # Nothing was accepted (or the account can't pay): the run ends here, at $0
-            # unless the provider already had the job.
+        if self.status in (Status.PENDING, Status.SUBMITTING):
+            # The provider refused the job (key, credits, request): nothing was accepted,
+            # so the run ends here at $0.
             self._finish(
                 Status.FAILED,
                 error_code=exc.code or str(exc.status or ""),
                 error_message=exc.message,
             )
             return
+        # A job the provider accepted may still run and bill, so a refusal now (a revoked
+        # key, say) doesn't end the run: it says so and tries again; the deadline still
+        # applies, and the result is still fetched if the job completes.
         Run.objects.filter(pk=self.pk, status=self.status).update(
-            notice=exc.message, next_poll_at=timezone.now() + timedelta(seconds=30)
+            notice=exc.message, next_poll_at=timezone.now() + timedelta(seconds=60)
         )
 
     def _submit(self, gateway: Gateway) -> None:
         from playground.runs.references import signed_reference_url
 
         now = timezone.now()
-        if self.cancel_requested:
-            self._finish(Status.CANCELLED)
+        if self.cancel_requested and self.status == Status.PENDING:
+            self._finish(Status.CANCELLED)  # nothing was ever sent
             return
+        # A SUBMITTING run that was cancelled is still submitted (same idempotency key):
+        # a lost answer may hide a job the provider made, and only its id lets us cancel it.
         # Claim: PENDING → SUBMITTING. A SUBMITTING run here is one whose worker died
         # mid-call; resubmitting with the same idempotency key returns the same job.
         if self.status == Status.PENDING and not Run.objects.filter(
@@ -435,6 +442,19 @@ class Run(models.Model):
 
         target = media_path("results", f"{self.code}.mp4")
         target.parent.mkdir(parents=True, exist_ok=True)
+        since = self.provider_completed_at or timezone.now()
+        if timezone.now() - since > timedelta(minutes=settings.RUN_DEADLINE_MINUTES):
+            # The provider made (and billed) the video but we could never fetch it.
+            self._finish(
+                Status.FAILED,
+                error_code="result_unavailable",
+                error_message="The provider finished the job, but its result could not be "
+                "downloaded before the deadline. It was billed; the gateway dashboard may "
+                "still offer the file.",
+                only_from=[Status.FETCHING],
+                keep_billing=True,
+            )
+            return
         try:
             gateway.download(self.result_url, target)
         except GatewayError as exc:
@@ -473,6 +493,9 @@ class Run(models.Model):
         try:
             gateway.cancel(self.provider_job_id)
         except GatewayError as exc:
+            if exc.status == 404:  # the provider no longer knows the job: nothing runs
+                self._finish(Status.CANCELLED, only_from=[Status.QUEUED, Status.PROCESSING])
+                return
             if exc.status != 409:  # 409: it finished first; the poll will pick that up
                 raise
             Run.objects.filter(pk=self.pk).update(
@@ -505,16 +528,17 @@ class Run(models.Model):
         error_code: str = "",
         error_message: str = "",
         only_from: list[str] | None = None,
+        keep_billing: bool = False,
         **extra: object,
     ) -> None:
         """End the run. Cost: none is billed for a job that produced nothing."""
+        if not keep_billing:
+            extra.update(billed_cost_micros=0, billed_seconds=0)
         Run.objects.filter(pk=self.pk, status__in=only_from or ACTIVE).update(
             status=status,
             error_code=error_code[:64],
             error_message=error_message,
             finished_at=timezone.now(),
-            billed_cost_micros=0,
-            billed_seconds=0,
             next_poll_at=None,
             notice="",
             **extra,

@@ -115,7 +115,10 @@ def _resolution(job: store.SimJob) -> str:
 
         facts = probe(job.output_path, thorough=False)
         job.resolution = f"{facts.width}x{facts.height}"
-        job.save()
+        with store.locked("jobs"):  # save onto a fresh copy: other fields may have moved
+            fresh = store.SimJob.load(job.id) or job
+            fresh.resolution = job.resolution
+            fresh.save()
     return job.resolution
 
 
@@ -131,6 +134,7 @@ def _result_url(job: store.SimJob, base_url: str) -> str:
             fresh = store.SimJob.load(job.id) or job
             fresh.expired_urls_left -= 1
             fresh.save()
+        job.expired_urls_left = fresh.expired_urls_left
         expires = int(time.time()) - 1
     path = reverse("simulator:result", args=[job.id])
     prefix = base_url.removesuffix("/sim")
