@@ -209,6 +209,7 @@ def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path
 
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
+    page.eval_on_selector("#result-video", "v => { v.muted = false; }")  # for the README
     page.mouse.move(0, 0)
     page.screenshot(path=str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000

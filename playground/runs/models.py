@@ -3,11 +3,10 @@ conditional UPDATE so two processes never both act on one run (and never pay twi
 
 from __future__ import annotations
 
-import hmac
 import logging
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -231,9 +230,12 @@ class Run(models.Model):
         )
 
     @property
+    def started_at(self) -> datetime:
+        return self.submitted_at or self.created_at
+
+    @property
     def elapsed(self) -> timedelta:
-        end = self.finished_at or timezone.now()
-        return end - (self.submitted_at or self.created_at)
+        return (self.finished_at or timezone.now()) - self.started_at
 
     @property
     def result_resolution(self) -> str:
@@ -246,10 +248,11 @@ class Run(models.Model):
         The poll is the hottest endpoint (every open run page, every 2 s); with this key it
         needs no session or user lookup, just one indexed read of the run.
         """
-        return signing.Signer(salt="run-status").signature(f"{self.user_id}:{self.code}")
+        return self.status_key_for(self.user_id, self.code)
 
-    def status_key_matches(self, key: str) -> bool:
-        return hmac.compare_digest(self.status_key, key)
+    @staticmethod
+    def status_key_for(user_id: int, code: uuid.UUID) -> str:
+        return signing.Signer(salt="run-status").signature(f"{user_id}:{code}")
 
     # --- The user's actions -----------------------------------------------------------------
 

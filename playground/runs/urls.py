@@ -1,12 +1,12 @@
 from django.urls import path
 
-from playground.runs import views, webhooks
+from playground.runs import poll, views, webhooks
 
 urlpatterns = [
     path("", views.generate, name="generate"),
     path("runs/", views.history, name="history"),
     path("runs/<uuid:code>/", views.run_detail, name="run"),
-    path("runs/<uuid:code>/status", views.run_status, name="run_status"),
+    path("runs/<uuid:code>/status", poll.run_status, name="run_status"),
     path("runs/<uuid:code>/cancel", views.run_cancel, name="run_cancel"),
     path("runs/<uuid:code>/share", views.run_share, name="run_share"),
     path("runs/<uuid:code>/unshare", views.run_unshare, name="run_unshare"),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count
@@ -19,12 +18,13 @@ from django.views.decorators.http import (
     require_safe,
 )
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect, HttpResponseStopPolling
+from django_htmx.http import HttpResponseClientRedirect
 
 from playground.lib.ranged import ranged_file_response
 from playground.runs.forms import GenerateForm, budget_left_micros
 from playground.runs.models import Reference, Run, media_path
 from playground.runs.money import cost_of_seconds, usd
+from playground.runs.poll import status_card_response
 from playground.runs.references import reference_for_token
 from playground.runs.tracker import ensure_tracker
 
@@ -132,66 +132,13 @@ def run_detail(request: HttpRequest, code: str) -> HttpResponse:
     return render(request, "runs/run_detail.html", {"run": run})
 
 
-# Only what the card shows: the poll reads one narrow row.
-CARD_FIELDS = [
-    "code",
-    "reference",
-    "user_id",
-    "status",
-    "cancel_requested",
-    "provider_job_id",
-    "notice",
-    "error_message",
-    "billed_cost_micros",
-    "billed_seconds",
-    "result",
-    "result_width",
-    "result_height",
-    "result_fps",
-    "created_at",
-    "submitted_at",
-    "finished_at",
-]
-
-
-@login_not_required
-@require_GET
-@vary_on_headers("HX-Request")
-def run_status(request: HttpRequest, code: str) -> HttpResponse:
-    """The poll: reads the database only. A finished run answers 286, so polling stops.
-
-    Authorised by the run's status key (no session lookup); without one, by the session.
-    """
-    key = request.GET.get("key", "")
-    if key:
-        run = Run.objects.only(*CARD_FIELDS).filter(code=code).order_by().first()
-        if run is None or not run.status_key_matches(key):
-            raise Http404
-    elif request.user.is_authenticated:
-        run = _get_run(request, code)
-    else:
-        return redirect_to_login(request.get_full_path())
-    if not request.htmx:
-        return redirect(run)
-    return _status_card(request, run)
-
-
-def _status_card(request: HttpRequest, run: Run) -> HttpResponse:
-    """The card alone; once final, also the side panel (out of band: billed cost, share)."""
-    card = render(request, "runs/run_detail.html#status-card", {"run": run})
-    if not run.is_final:
-        return card
-    side = render(request, "runs/run_detail.html#run-side", {"run": run, "oob": True})
-    return HttpResponseStopPolling(card.content + side.content)
-
-
 @require_POST
 def run_cancel(request: HttpRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     if run.request_cancel() and not request.htmx:
         messages.info(request, "Cancelling the run." if run.is_active else "Run cancelled.")
     ensure_tracker()
-    return _status_card(request, run) if request.htmx else redirect(run)
+    return status_card_response(request, run) if request.htmx else redirect(run)
 
 
 @require_POST

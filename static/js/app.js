@@ -123,6 +123,20 @@
     });
   }
 
+  // The live card's elapsed clock ticks here; the server sends when the run started.
+  function tickClocks() {
+    const now = Date.now() / 1000;
+    document.querySelectorAll("[data-since]").forEach((el) => {
+      const seconds = Math.max(0, Math.floor(now - Number(el.dataset.since)));
+      const h = Math.floor(seconds / 3600);
+      const m = Math.floor((seconds % 3600) / 60);
+      const s = String(seconds % 60).padStart(2, "0");
+      el.textContent = h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
+    });
+  }
+  setInterval(tickClocks, 1000);
+  document.addEventListener("htmx:afterSwap", tickClocks);
+
   function wire(root) {
     wireEstimate(root);
     wireCounter(root);
