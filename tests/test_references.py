@@ -15,14 +15,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def hevc_video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("hevc") / "phone.mov", codec="libx265",
-                      width=1280, height=720, seconds=3.2, audio=True)
+    return make_video(
+        tmp_path_factory.mktemp("hevc") / "phone.mov",
+        codec="libx265",
+        width=1280,
+        height=720,
+        seconds=3.2,
+        audio=True,
+    )
 
 
 @pytest.fixture(scope="module")
 def mpeg4_video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("mpeg4") / "old.mp4", codec="mpeg4",
-                      width=960, height=720, seconds=3.2)
+    return make_video(
+        tmp_path_factory.mktemp("mpeg4") / "old.mp4",
+        codec="mpeg4",
+        width=960,
+        height=720,
+        seconds=3.2,
+    )
 
 
 @pytest.mark.parametrize("clip", ["hevc_video", "mpeg4_video"])
