@@ -55,12 +55,15 @@ def main() -> None:
 
     stack = Stack(
         tmp,
+        web_workers=2,  # as `make run` serves
         Q_WORKERS="1",
+        # Real jobs take 30 s to 15 min; identical times would be a thundering herd no
+        # provider produces, so simulated times spread ±50 % around --processing.
+        SIMULATOR_PROCESSING_JITTER="0.5",
         SIMULATOR_QUEUED_SECONDS="2",
         SIMULATOR_PROCESSING_SECONDS=str(args.processing),
         TRACKER_THREADS="32",
         TRACKER_LEASE_SECONDS="30",
-        TRACKER_CLAIM_LEASE_SECONDS="120",
         MAX_INFLIGHT_RUNS_PER_USER="0",
     )
     # This process talks to the stack's database through the ORM, with the same settings.
@@ -179,7 +182,9 @@ def measure_poll(stack, seconds: int, wait_for) -> dict:  # type: ignore[no-unty
     code = stack.generate(client, stack.root / "ref.mp4", prompt="[sim:hang] a live card")
     wait_for(lambda: Run.objects.get(code=code).status == "processing", timeout=60)
     cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-    poll_url = f"{stack.url}/runs/{code}/status"
+    # The URL the run page's card polls (it carries the run's status key).
+    page = client.get(f"/runs/{code}/").text
+    poll_url = stack.url + re.search(r'hx-get="([^"]+)"', page).group(1).replace("&amp;", "&")
     poll = wrk(poll_url, seconds, cookie=cookie, htmx=True)
     hello = wrk(f"{stack.url}/healthz", seconds, cookie=cookie)
     stats = client.get("/sim/_stats").json()

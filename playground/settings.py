@@ -159,10 +159,9 @@ RUN_DEADLINE_MINUTES = envint("RUN_DEADLINE_MINUTES", 20)
 # One tracker task loops this long, then hands over to a fresh one (below Q timeout).
 TRACKER_SLICE_SECONDS = envint("TRACKER_SLICE_SECONDS", 50)
 TRACKER_THREADS = envint("TRACKER_THREADS", 16)
-# The loop's lease (renewed every third of it) and each run's claim while a step runs.
-# After a crash on this host both are taken back at once (the holder's pid is gone).
+# The loop's lease, renewed every third of it. After a crash on this host it is taken
+# over at once (the holder's pid is gone); from another host, when it expires.
 TRACKER_LEASE_SECONDS = envint("TRACKER_LEASE_SECONDS", 30)
-TRACKER_CLAIM_LEASE_SECONDS = envint("TRACKER_CLAIM_LEASE_SECONDS", 120)
 
 # Limits per user, checked before any paid call. 0 means no limit.
 MAX_INFLIGHT_RUNS_PER_USER = envint("MAX_INFLIGHT_RUNS_PER_USER", 5)

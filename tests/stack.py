@@ -59,7 +59,6 @@ class Stack:
                 "SIMULATOR_QUEUED_SECONDS": "0.5",
                 "SIMULATOR_PROCESSING_SECONDS": "1.5",
                 "TRACKER_LEASE_SECONDS": "6",
-                "TRACKER_CLAIM_LEASE_SECONDS": "10",
                 "Q_WORKERS": "2",
                 "LOG_LEVEL": "WARNING",
                 **env,

@@ -159,24 +159,24 @@ def reference_problems(facts: VideoFacts) -> list[str]:
 
 
 def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None) -> None:
-    """Write a JPEG poster frame, taken a third of the way in (first second at most)."""
+    """Write a JPEG poster: the keyframe at or before a third of the way in (1 s at most).
+
+    Taking the keyframe itself, not decoding on to the exact time, keeps this to one frame
+    of decoding; it runs for every finished run, on the tracker's time.
+    """
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
         duration = _duration(container, stream)
         target = min(duration / 3, 1.0) if at is None else at
         if target > 0 and stream.time_base:
             container.seek(int(target / stream.time_base), stream=stream, backward=True)
-        frame = None
-        for candidate in container.decode(stream):
-            frame = candidate
-            if candidate.time is None or candidate.time >= target:
-                break
+        frame = next(container.decode(stream), None)
         if frame is None:
             raise UnreadableVideo("no frame could be decoded for a poster")
     write_jpeg(frame, dest)
 
 
-def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 960) -> None:
+def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -> None:
     scale = min(1.0, max_side / max(frame.width, frame.height))
     width = max(2, int(frame.width * scale) // 2 * 2)
     height = max(2, int(frame.height * scale) // 2 * 2)

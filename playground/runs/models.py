@@ -283,8 +283,14 @@ class Run(models.Model):
     # --- The tracker's steps ----------------------------------------------------------------
 
     @classmethod
-    def claim_due(cls, limit: int, lease: timedelta, exclude: set[int]) -> list[Run]:
-        """Take up to `limit` runs whose time has come, pushing each one's clock by `lease`."""
+    def claim_due(cls, limit: int, exclude: set[int]) -> list[Run]:
+        """Take up to `limit` runs whose time has come and schedule their next turn.
+
+        The claim itself pushes `next_poll_at` one poll interval ahead and counts the poll
+        about to be made, so a poll that finds nothing new writes nothing more. A step that
+        outlasts the interval is not taken again by this tracker (it excludes what it has in
+        flight); after a crash the runs simply come due again.
+        """
         now = timezone.now()
         ids = list(
             cls.objects.filter(status__in=ACTIVE, next_poll_at__lte=now)
@@ -294,19 +300,19 @@ class Run(models.Model):
         )
         if not ids:
             return []
-        # A unique lease end marks the rows this call claimed, even if another tracker races.
-        until = now + lease + timedelta(microseconds=secrets.randbelow(999_999))
-        cls.objects.filter(pk__in=ids, next_poll_at__lte=now).update(next_poll_at=until)
-        return list(cls.objects.filter(pk__in=ids, next_poll_at=until).select_related("reference"))
-
-    @classmethod
-    def release_claims(cls) -> int:
-        """Hand back runs a dead tracker had claimed: due again after one poll interval
-        (not at once, so a job just polled is not polled again inside the gateway's 3 s)."""
-        soon = timezone.now() + timedelta(seconds=settings.POLL_INTERVAL_SECONDS)
-        return cls.objects.filter(status__in=ACTIVE, next_poll_at__gt=soon).update(
-            next_poll_at=soon
+        # A unique next time marks the rows this call claimed, even if another tracker races.
+        interval = timedelta(seconds=settings.POLL_INTERVAL_SECONDS)
+        until = now + interval + timedelta(microseconds=secrets.randbelow(999_999))
+        polling = Q(status__in=[Status.QUEUED, Status.PROCESSING], cancel_requested=False)
+        cls.objects.filter(pk__in=ids, next_poll_at__lte=now).update(
+            next_poll_at=until,
+            provider_requests=models.Case(
+                models.When(polling, then=models.F("provider_requests") + 1),
+                default=models.F("provider_requests"),
+                output_field=models.PositiveIntegerField(),
+            ),
         )
+        return list(cls.objects.filter(pk__in=ids, next_poll_at=until).select_related("reference"))
 
     def advance(self, gateway: Gateway) -> None:
         """Do the one next thing this run needs. Safe to repeat after a crash at any point."""
@@ -395,24 +401,22 @@ class Run(models.Model):
         if timezone.now() > deadline:
             self._give_up(gateway)
             return
-        job = gateway.get_job(self.provider_job_id)
-        self.apply_job(job, requests=1)
+        job = gateway.get_job(self.provider_job_id)  # counted by claim_due
+        self.apply_job(job)
         if self.status == Status.FETCHING:
             self._fetch_result(gateway)  # at once: the result is what the user waits for
 
-    def apply_job(self, job: Job, *, requests: int = 0) -> None:
+    def apply_job(self, job: Job) -> None:
         """Take the provider's word for where the job is (from a poll or a webhook)."""
         now = timezone.now()
         active = [Status.QUEUED, Status.PROCESSING]
         runs = Run.objects.filter(pk=self.pk, provider_job_id=job.id)
-        counted = {"provider_requests": models.F("provider_requests") + requests}
-        later = now + timedelta(seconds=settings.POLL_INTERVAL_SECONDS)
         if job.status in ("queued", "processing"):
-            # The common case, hundreds a second: one UPDATE, no re-read.
-            if runs.filter(status__in=active).update(
-                status=job.status, next_poll_at=later, notice="", **counted
-            ):
-                self.status = job.status
+            # The common case, hundreds a second: nothing new, nothing written.
+            if job.status == self.status and not self.notice:
+                return
+            if runs.filter(status__in=active).update(status=job.status, notice=""):
+                self.status, self.notice = job.status, ""
             return
         elif job.status == "completed":
             # The provider bills the output it made: its duration, else what we asked for.
@@ -425,7 +429,6 @@ class Run(models.Model):
                 billed_cost_micros=cost_of_seconds(seconds),
                 next_poll_at=now,
                 notice="",
-                **counted,
             )
         elif job.status == "failed":
             self._finish(
@@ -433,10 +436,9 @@ class Run(models.Model):
                 error_code=job.error_code or "failed",
                 error_message=job.error_message,
                 only_from=active,
-                **counted,
             )
         elif job.status == "cancelled":
-            self._finish(Status.CANCELLED, only_from=[*active, Status.FETCHING], **counted)
+            self._finish(Status.CANCELLED, only_from=[*active, Status.FETCHING])
         self.refresh_from_db()
 
     def _fetch_result(self, gateway: Gateway) -> None:

@@ -52,8 +52,8 @@ def _holder_is_dead(holder: str) -> bool:
 
 
 def claim_lease(holder: str) -> bool:
-    """Take or renew the tracker lease. A lease left by a dead tracker is taken over, and
-    the runs it had claimed are handed back at once instead of after their claim lease."""
+    """Take or renew the tracker lease. A lease left by a dead tracker on this host is
+    taken over at once; one from another host when it expires."""
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds())
     lease, _ = TrackerLease.objects.get_or_create(name=LEASE_NAME, defaults={"expires_at": now})
@@ -69,7 +69,6 @@ def claim_lease(holder: str) -> bool:
     ).update(holder=holder, expires_at=until)
     if taken and lease.holder:
         log.info("tracker lease taken over from %s", lease.holder)
-        Run.release_claims()
     return bool(taken)
 
 
@@ -110,7 +109,6 @@ def track(slice_seconds: float | None = None) -> str:
 def run_loop(holder: str, until: float) -> int:
     """Claim due runs and advance them on a pool until `until` (monotonic) passes."""
     threads = settings.TRACKER_THREADS
-    claim_lease_for = timedelta(seconds=settings.TRACKER_CLAIM_LEASE_SECONDS)
     in_flight: dict[int, Future[None]] = {}
     steps = 0
     gateway = gateway_from_settings(attempts=2, retry_timeout=10)
@@ -121,9 +119,7 @@ def run_loop(holder: str, until: float) -> int:
                 for pk in [pk for pk, future in in_flight.items() if future.done()]:
                     in_flight.pop(pk).result()
                 room = threads * 2 - len(in_flight)
-                claimed = (
-                    Run.claim_due(room, claim_lease_for, exclude=set(in_flight)) if room else []
-                )
+                claimed = Run.claim_due(room, exclude=set(in_flight)) if room else []
                 for run in claimed:
                     in_flight[run.pk] = pool.submit(_advance, run, gateway)
                 steps += len(claimed)
