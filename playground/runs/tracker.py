@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,7 +22,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from playground.gateway import gateway_from_settings
+from playground.gateway import Gateway, Job, gateway_from_settings
 from playground.runs.models import Run, TrackerLease
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,8 @@ def run_loop(holder: str, until: float) -> int:
     threads = settings.TRACKER_THREADS
     in_flight: dict[int, Future[None]] = {}
     steps = 0
-    gateway = gateway_from_settings(attempts=2, retry_timeout=10)
+    client = gateway_from_settings(attempts=2, retry_timeout=10)
+    gateway = PacedGateway(client)
     with ThreadPoolExecutor(threads, thread_name_prefix="tracker") as pool:
         try:
             last_renew = time.monotonic()
@@ -135,8 +137,35 @@ def run_loop(holder: str, until: float) -> int:
             for future in in_flight.values():
                 future.result()
         finally:
-            gateway.close()
+            client.close()
     return steps
+
+
+class PacedGateway:
+    """The gateway, with its rule kept: no job is polled twice within POLL_INTERVAL_SECONDS.
+
+    `next_poll_at` already spaces the claims, but a poll can wait a moment in the pool's
+    queue before it is sent, and the next one may not; so the last send time of each job is
+    kept here and a poll that would come early waits out the difference.
+    """
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.interval = float(settings.POLL_INTERVAL_SECONDS)
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def get_job(self, job_id: str) -> Job:
+        with self._lock:
+            now = time.monotonic()
+            send_at = max(now, self._last.get(job_id, 0.0) + self.interval)
+            self._last[job_id] = send_at
+        if send_at > now:
+            time.sleep(send_at - now)
+        return self.gateway.get_job(job_id)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.gateway, name)
 
 
 def _advance(run: Run, gateway: object) -> None:
