@@ -64,7 +64,8 @@ def public_url_problem() -> str:
 
 def webhooks_enabled() -> bool:
     return (
-        bool(settings.AIGATEWAY_WEBHOOK_SECRET)
+        settings.AIGATEWAY_WEBHOOKS
+        and bool(settings.AIGATEWAY_WEBHOOK_SECRET)
         and not public_url_problem()
         and (not gateway_is_local() or settings.SIMULATOR_ENABLED)
     )
