@@ -17,6 +17,7 @@ same middleware), measured with wrk.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -178,7 +179,7 @@ def measure_batch(stack, n: int, wait_for) -> dict:  # type: ignore[no-untyped-d
         times = sorted(poll_times.get(run.provider_job_id, []))
         job_polls = len(times)
         polls.append(job_polls)
-        gaps.extend(b - a for a, b in zip(times, times[1:], strict=False))
+        gaps.extend(b - a for a, b in itertools.pairwise(times))
         ratios.append(job_polls / (job_seconds / 3.0))
     return {
         "jobs": n,
