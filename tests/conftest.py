@@ -1,12 +1,27 @@
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
 
+from playground.lib import video
+from playground.simulator import engine
 from tests.videos import make_video
+
+CHROMIUM = "/usr/bin/chromium"
+# As root, with no screen and a closed network: no sandbox, no GPU, no background fetches.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +76,43 @@ def generate_data(video: Path | None = None, **overrides: object) -> dict:
         data["reference_video"] = video.open("rb")
     data.update(overrides)
     return data
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A small real mp4 (a few hundred KB) and a JPEG poster of it."""
+    folder = tmp_path_factory.mktemp("clip")
+    mp4 = make_video(folder / "clip.mp4", width=320, height=240, seconds=1)
+    poster = folder / "clip.jpg"
+    video.save_poster(mp4, poster)
+    return mp4, poster
+
+
+@pytest.fixture(autouse=True)
+def settled_simulator() -> Iterator[None]:
+    """Let the simulator's render threads finish before the next test changes its root."""
+    yield
+    deadline = time.monotonic() + 30
+    while engine._in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real processes (gunicorn + qcluster), one set per test module that asks."""
+    from tests.stack import Stack
+
+    stack = Stack(tmp_path_factory.mktemp("stack")).start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's chromium driven by Playwright (it cannot download browsers here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -19,30 +19,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from playground.lib import video
-from playground.runs.models import Reference, Run
+from playground.runs.models import Reference, Run, media_path
 from playground.runs.references import SIGNING_SALT, signed_reference_url
-from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small real mp4 and a JPEG poster of it, copied into each test's media folder."""
-    folder = tmp_path_factory.mktemp("access-media")
-    mp4 = make_video(folder / "clip.mp4", width=320, height=240, seconds=1)
-    poster = folder / "clip.jpg"
-    video.save_poster(mp4, poster)
-    return mp4, poster
-
-
-def _media(name: str) -> Path:
-    return Path(django_settings.MEDIA_ROOT) / name
-
-
 def make_reference(user: User, clip: tuple[Path, Path]) -> Reference:
     code = uuid.uuid4()
-    folder = _media(f"references/{code}")
+    folder = media_path(f"references/{code}")
     folder.mkdir(parents=True)
     shutil.copyfile(clip[0], folder / "original.mp4")
     shutil.copyfile(clip[1], folder / "poster.jpg")
@@ -80,7 +65,7 @@ def make_run(
         "submitted_at": now - timedelta(seconds=65),
     }
     if status == "completed":
-        results = _media("results")
+        results = media_path("results")
         results.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(clip[0], results / f"{code}.mp4")
         shutil.copyfile(clip[1], results / f"{code}.jpg")
@@ -206,7 +191,11 @@ def test_it_removes_a_user_with_their_runs_references_and_files(owner, stranger,
     run = make_run(owner, clip, reference=reference)
     make_run(owner, clip, status="failed", reference=reference)
     theirs = make_run(stranger, clip)
-    files = [_media(run.result.name), _media(run.poster.name), _media(reference.file.name)]
+    files = [
+        media_path(run.result.name),
+        media_path(run.poster.name),
+        media_path(reference.file.name),
+    ]
     assert all(f.is_file() for f in files)
 
     owner.delete()  # what the admin's "delete user" does
@@ -214,7 +203,7 @@ def test_it_removes_a_user_with_their_runs_references_and_files(owner, stranger,
     assert not Run.objects.filter(user_id=owner.pk).exists()
     assert not Reference.objects.filter(user_id=owner.pk).exists()
     assert not any(f.exists() for f in files)
-    assert Run.objects.filter(pk=theirs.pk).exists() and _media(theirs.result.name).is_file()
+    assert Run.objects.filter(pk=theirs.pk).exists() and media_path(theirs.result.name).is_file()
 
 
 # --- Other users' runs do not exist for you -----------------------------------------------
@@ -252,7 +241,7 @@ def test_it_answers_404_to_a_stranger_for_the_owners_run(
     done_after, live_after = Run.objects.get(pk=done.pk), Run.objects.get(pk=live.pk)
     assert done_after.share_token == done.share_token  # not revoked, not replaced
     assert live_after.status == "queued" and not live_after.cancel_requested
-    assert _media(done.result.name).is_file() and _media(done.poster.name).is_file()
+    assert media_path(done.result.name).is_file() and media_path(done.poster.name).is_file()
 
 
 @pytest.mark.parametrize("name", ["reference_video", "reference_poster"])

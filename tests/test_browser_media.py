@@ -22,10 +22,10 @@ from typing import Any
 import av
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from tests.stack import Stack, wait_for
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, RUN_URL, VIEWPORT
+from tests.test_browser import PASSWORD, RUN_URL, VIEWPORT
 from tests.videos import make_video
 
 pytestmark = pytest.mark.browser
@@ -147,21 +147,6 @@ DROP_FILE = """
 
 
 # --- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("browser-media-stack")).start()
-    yield stack
-    stack.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from playground.gateway import Gateway, GatewayError, Job, gateway_from_settings
 from playground.lib import video
 from playground.runs.references import signed_reference_url, store_upload
-from playground.simulator import engine, store
+from playground.simulator import store
 from tests.videos import make_video
 
 MODEL = "kuaishou/kling-video-o1-video-to-video-reference"
@@ -47,15 +47,6 @@ class CountingTransport(httpx.HTTPTransport):
 def small_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("gateway-videos")
     return make_video(folder / "small.mp4", width=720, height=720, seconds=3.2)
-
-
-@pytest.fixture(autouse=True)
-def settled_simulator() -> Iterator[None]:
-    """Let the simulator's render threads finish before the next test changes its root."""
-    yield
-    deadline = time.monotonic() + 30
-    while engine._in_flight and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 @pytest.fixture

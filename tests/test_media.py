@@ -14,29 +14,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from playground.lib import video
-from playground.runs.models import Reference, Run
-from tests.videos import make_video
+from playground.runs.models import Reference, Run, media_path
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A small real mp4 (a few hundred KB) and a JPEG poster of it."""
-    folder = tmp_path_factory.mktemp("media-clip")
-    mp4 = make_video(folder / "clip.mp4", width=320, height=240, seconds=1)
-    poster = folder / "clip.jpg"
-    video.save_poster(mp4, poster)
-    return mp4, poster
-
-
-def _media(name: str) -> Path:
-    return Path(django_settings.MEDIA_ROOT) / name
-
-
 def make_reference(user: User, source: Path, poster: Path) -> Reference:
     code = uuid.uuid4()
-    folder = _media(f"references/{code}")
+    folder = media_path(f"references/{code}")
     folder.mkdir(parents=True)
     shutil.copyfile(source, folder / "original.mp4")
     shutil.copyfile(poster, folder / "poster.jpg")
@@ -58,7 +43,7 @@ def make_reference(user: User, source: Path, poster: Path) -> Reference:
 
 def make_completed_run(user: User, clip: tuple[Path, Path], reference: Reference) -> Run:
     code = uuid.uuid4()
-    results = _media("results")
+    results = media_path("results")
     results.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(clip[0], results / f"{code}.mp4")
     shutil.copyfile(clip[1], results / f"{code}.jpg")
@@ -228,7 +213,7 @@ def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
 
 def test_it_answers_404_when_the_file_is_missing_from_disk(owner_client, owner, clip):
     run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
-    _media(run.result.name).unlink()
+    media_path(run.result.name).unlink()
 
     assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
 
@@ -237,7 +222,7 @@ def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
     reference = make_reference(owner, clip[0], clip[1])
     run = make_completed_run(owner, clip, reference)
     kept = make_completed_run(owner, clip, reference)
-    result, poster = _media(run.result.name), _media(run.poster.name)
+    result, poster = media_path(run.result.name), media_path(run.poster.name)
     assert result.is_file() and poster.is_file()
 
     response = owner_client.post(reverse("run_delete", args=[run.code]))
@@ -246,8 +231,8 @@ def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
     assert not Run.objects.filter(pk=run.pk).exists()
     assert not result.exists() and not poster.exists()
     # The other run and the reference (reusable for new runs) keep their files.
-    assert _media(kept.result.name).is_file() and _media(kept.poster.name).is_file()
-    assert _media(reference.file.name).is_file() and _media(reference.poster.name).is_file()
+    assert media_path(kept.result.name).is_file() and media_path(kept.poster.name).is_file()
+    assert media_path(reference.file.name).is_file() and media_path(reference.poster.name).is_file()
     assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
 
 

@@ -12,7 +12,6 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +27,7 @@ from playground.gateway import Gateway, gateway_from_settings
 from playground.runs.models import Run
 from playground.runs.money import usd
 from playground.runs.tracker import track_until_idle
-from playground.simulator import engine, store
+from playground.simulator import store
 from playground.simulator.engine import sign_webhook
 from tests.conftest import generate_data
 from tests.videos import make_video
@@ -51,15 +50,6 @@ def small_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def polling_only(settings) -> None:
     """No webhook secret, so no webhooks: the tracker's polls meet every staged fault."""
     settings.AIGATEWAY_WEBHOOK_SECRET = ""
-
-
-@pytest.fixture(autouse=True)
-def settled_simulator() -> Iterator[None]:
-    """Let the simulator's render threads finish before the next test changes its root."""
-    yield
-    deadline = time.monotonic() + 30
-    while engine._in_flight and time.monotonic() < deadline:
-        time.sleep(0.05)
 
 
 def start_run(client, video: Path, **overrides: object) -> Run:

@@ -301,7 +301,7 @@ class Run(models.Model):
         if not ids:
             return []
         # A unique next time marks the rows this call claimed, even if another tracker races.
-        interval = timedelta(seconds=settings.POLL_INTERVAL_SECONDS)
+        interval = timedelta(seconds=settings.POLL_INTERVAL_SECONDS + 0.3)  # see PacedGateway
         until = now + interval + timedelta(microseconds=secrets.randbelow(999_999))
         polling = Q(status__in=[Status.QUEUED, Status.PROCESSING], cancel_requested=False)
         cls.objects.filter(pk__in=ids, next_poll_at__lte=now).update(

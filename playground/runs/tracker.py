@@ -141,25 +141,34 @@ def run_loop(holder: str, until: float) -> int:
     return steps
 
 
+# When each job was last polled from this process, across tracker slices.
+_last_poll: dict[str, float] = {}
+_last_poll_lock = threading.Lock()
+# A poll can also wait a moment in the gateway's queue before it is counted; this margin
+# keeps the gap the gateway sees at the full interval.
+POLL_MARGIN_SECONDS = 0.3
+
+
 class PacedGateway:
     """The gateway, with its rule kept: no job is polled twice within POLL_INTERVAL_SECONDS.
 
     `next_poll_at` already spaces the claims, but a poll can wait a moment in the pool's
     queue before it is sent, and the next one may not; so the last send time of each job is
-    kept here and a poll that would come early waits out the difference.
+    kept and a poll that would come early waits out the difference.
     """
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.interval = float(settings.POLL_INTERVAL_SECONDS)
-        self._last: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self.interval = settings.POLL_INTERVAL_SECONDS + POLL_MARGIN_SECONDS
 
     def get_job(self, job_id: str) -> Job:
-        with self._lock:
+        with _last_poll_lock:
             now = time.monotonic()
-            send_at = max(now, self._last.get(job_id, 0.0) + self.interval)
-            self._last[job_id] = send_at
+            send_at = max(now, _last_poll.get(job_id, 0.0) + self.interval)
+            _last_poll[job_id] = send_at
+            if len(_last_poll) > 100_000:  # forget the oldest half; they are long finished
+                for key in sorted(_last_poll, key=_last_poll.__getitem__)[:50_000]:
+                    del _last_poll[key]
         if send_at > now:
             time.sleep(send_at - now)
         return self.gateway.get_job(job_id)
