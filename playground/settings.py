@@ -156,6 +156,8 @@ REFERENCE_URL_MAX_AGE_SECONDS = envint("REFERENCE_URL_MAX_AGE_SECONDS", 6 * 3600
 
 # --- Tracking -----------------------------------------------------------------------------
 POLL_INTERVAL_SECONDS = 3  # the gateway's rule: at most one poll per job every 3 s
+# Jobs submitted with a webhook_url are polled this often, as the fallback.
+WEBHOOK_FALLBACK_POLL_SECONDS = envint("WEBHOOK_FALLBACK_POLL_SECONDS", 10)
 RUN_DEADLINE_MINUTES = envint("RUN_DEADLINE_MINUTES", 20)
 # One tracker task loops this long, then hands over to a fresh one (below Q timeout).
 TRACKER_SLICE_SECONDS = envint("TRACKER_SLICE_SECONDS", 50)

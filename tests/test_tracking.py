@@ -506,3 +506,25 @@ def test_it_adds_up_the_history_total_to_the_cent(gateway, owner_client, small_v
     assert Decimal(shown.group(1).lstrip("$").replace(",", "")) * 1_000_000 == total
     for cost in ("$0.504", "$0.672"):
         assert cost in page
+
+
+@pytest.mark.parametrize(("secret", "expected_gap"), [("", 3.3), (SECRET, 10.0)])
+def test_it_polls_a_job_with_a_webhook_only_as_a_fallback(
+    gateway, owner_client, small_video, settings, secret, expected_gap
+):
+    settings.AIGATEWAY_WEBHOOK_SECRET = secret
+    settings.SIMULATOR_PROCESSING_SECONDS = 30  # stays in flight while we look
+    run = start_run(owner_client, small_video)
+    client = gateway_from_settings()
+    run.advance(client)  # the submit
+    run.refresh_from_db()
+    assert run.status == "queued" and run.webhook_expected == bool(secret)
+    gap = (run.next_poll_at - run.submitted_at).total_seconds()
+    assert gap == pytest.approx(expected_gap, abs=0.05)
+    # Each claim schedules the next poll at the same pace.
+    Run.objects.filter(pk=run.pk).update(next_poll_at=timezone.now())
+    before = timezone.now()
+    [claimed] = Run.claim_due(10, exclude=set())
+    assert (claimed.next_poll_at - before).total_seconds() == pytest.approx(expected_gap, abs=1.1)
+    assert claimed.provider_requests == run.provider_requests + 1
+    client.close()

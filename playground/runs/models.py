@@ -162,6 +162,8 @@ class Run(models.Model):
     # forward by a lease, so a crashed worker's runs come back on their own.
     next_poll_at = models.DateTimeField(null=True, blank=True)
     provider_requests = models.PositiveIntegerField(default=0)
+    # Submitted with a webhook_url: the webhook completes the run, polling is the fallback.
+    webhook_expected = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField(null=True, blank=True)
@@ -301,18 +303,27 @@ class Run(models.Model):
         if not ids:
             return []
         # A unique next time marks the rows this call claimed, even if another tracker races.
-        interval = timedelta(seconds=settings.POLL_INTERVAL_SECONDS + 0.3)  # see PacedGateway
-        until = now + interval + timedelta(microseconds=secrets.randbelow(999_999))
+        marker = timedelta(microseconds=secrets.randbelow(999_999))
+        until = now + poll_interval(webhook=False) + marker
+        until_fallback = now + poll_interval(webhook=True) + marker
         polling = Q(status__in=[Status.QUEUED, Status.PROCESSING], cancel_requested=False)
         cls.objects.filter(pk__in=ids, next_poll_at__lte=now).update(
-            next_poll_at=until,
+            next_poll_at=models.Case(
+                models.When(polling & Q(webhook_expected=True), then=models.Value(until_fallback)),
+                default=models.Value(until),
+                output_field=models.DateTimeField(),
+            ),
             provider_requests=models.Case(
                 models.When(polling, then=models.F("provider_requests") + 1),
                 default=models.F("provider_requests"),
                 output_field=models.PositiveIntegerField(),
             ),
         )
-        return list(cls.objects.filter(pk__in=ids, next_poll_at=until).select_related("reference"))
+        return list(
+            cls.objects.filter(pk__in=ids, next_poll_at__in=[until, until_fallback]).select_related(
+                "reference"
+            )
+        )
 
     def advance(self, gateway: Gateway) -> None:
         """Do the one next thing this run needs. Safe to repeat after a crash at any point."""
@@ -380,7 +391,7 @@ class Run(models.Model):
             video_url=signed_reference_url(self.reference),
             keep_audio=self.keep_audio,
             idempotency_key=str(self.code),
-            webhook_url=webhook_url_for(self),
+            webhook_url=(webhook_url := webhook_url_for(self)),
         )
         updated = Run.objects.filter(pk=self.pk, status=Status.SUBMITTING).update(
             provider_job_id=job.id,
@@ -388,7 +399,8 @@ class Run(models.Model):
             submitted_at=now,
             notice="",
             provider_requests=models.F("provider_requests") + 1,
-            next_poll_at=now + timedelta(seconds=settings.POLL_INTERVAL_SECONDS),
+            webhook_expected=bool(webhook_url),
+            next_poll_at=now + poll_interval(webhook=bool(webhook_url)),
         )
         self.refresh_from_db()
         if updated and job.status != "queued":
@@ -552,6 +564,14 @@ class Run(models.Model):
 
     def _count_request(self) -> None:
         Run.objects.filter(pk=self.pk).update(provider_requests=models.F("provider_requests") + 1)
+
+
+def poll_interval(*, webhook: bool) -> timedelta:
+    """How long until a job is polled again: the gateway's 3 s (plus PacedGateway's margin),
+    or, when a webhook will say it is done, a slower fallback."""
+    if webhook:
+        return timedelta(seconds=settings.WEBHOOK_FALLBACK_POLL_SECONDS)
+    return timedelta(seconds=settings.POLL_INTERVAL_SECONDS + 0.3)
 
 
 def webhook_url_for(run: Run) -> str:
