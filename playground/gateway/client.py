@@ -189,7 +189,11 @@ class Gateway:
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            # Drop idle connections before servers do (gunicorn closes them after 2 s), so
+            # a request never goes out on a connection the server is closing.
+            limits=httpx.Limits(
+                max_connections=64, max_keepalive_connections=32, keepalive_expiry=1.5
+            ),
         )
         # Result files live on other hosts (a CDN): fetched without gateway credentials.
         self.files = httpx.Client(
@@ -235,8 +239,10 @@ class Gateway:
             )
         )
 
-    def get_job(self, job_id: str) -> Job:
-        return Job.from_body(self._call("GET", f"/v1/jobs/{job_id}"))
+    def get_job(self, job_id: str, *, retry: bool = True) -> Job:
+        """The job's state. retry=False sends one request only: a caller that polls on a
+        schedule (the tracker) retries on its next turn, which keeps the 3 s rule."""
+        return Job.from_body(self._call("GET", f"/v1/jobs/{job_id}", attempts=None if retry else 1))
 
     def cancel(self, job_id: str) -> None:
         """Ask the provider to stop a job; fall back to the documented POST …/cancel."""
@@ -288,11 +294,11 @@ class Gateway:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def _retrying(self) -> Iterator[stamina.Attempt]:
+    def _retrying(self, attempts: int | None = None) -> Iterator[stamina.Attempt]:
         return iter(
             stamina.retry_context(
                 on=_backoff,
-                attempts=self.attempts,
+                attempts=attempts or self.attempts,
                 timeout=self.retry_timeout,
                 wait_initial=0.5,
                 wait_max=8.0,
@@ -300,12 +306,14 @@ class Gateway:
             )
         )
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, attempts: int | None = None, **kwargs: Any) -> Any:
         with _transport_errors_as_gateway_errors():
-            return self._call_with_retries(method, path, **kwargs)
+            return self._call_with_retries(method, path, attempts=attempts, **kwargs)
 
-    def _call_with_retries(self, method: str, path: str, **kwargs: Any) -> Any:
-        for attempt in self._retrying():
+    def _call_with_retries(
+        self, method: str, path: str, *, attempts: int | None, **kwargs: Any
+    ) -> Any:
+        for attempt in self._retrying(attempts):
             with attempt:
                 response = self.http.request(method, path, **kwargs)
                 if response.status_code >= 400:

@@ -171,7 +171,8 @@ class PacedGateway:
                     del _last_poll[key]
         if send_at > now:
             time.sleep(send_at - now)
-        return self.gateway.get_job(job_id)
+        # One request: a retry a moment later would break the rule; the next turn retries.
+        return self.gateway.get_job(job_id, retry=False)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.gateway, name)
