@@ -65,7 +65,8 @@ def test_it_survives_sigkill(stack, good_video, fault, held_in):
 
 def test_it_survives_sigkill_while_tracking(stack, good_video):
     client = stack.user_client()
-    stack.add_fault(on="job", slow=8)
+    # Long enough that the first poll (the 10 s webhook fallback) still finds it running.
+    stack.add_fault(on="job", slow=20)
     code = stack.generate(client, good_video)
     wait_for(lambda: status(stack, code) == "processing", timeout=30)
     stack.kill_worker()
