@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from playground.lib import video
+from playground.runs.models import Reference, media_path
 from playground.simulator import engine
 from tests.videos import make_video
 
@@ -116,3 +118,26 @@ def browser():  # type: ignore[no-untyped-def]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def make_reference(user: User, clip: tuple[Path, Path]) -> Reference:
+    """A Reference row with real files (the `clip` fixture's), without an upload."""
+    code = uuid.uuid4()
+    folder = media_path(f"references/{code}")
+    folder.mkdir(parents=True)
+    shutil.copyfile(clip[0], folder / "original.mp4")
+    shutil.copyfile(clip[1], folder / "poster.jpg")
+    return Reference.objects.create(
+        code=code,
+        user=user,
+        name=clip[0].name,
+        file=f"references/{code}/original.mp4",
+        poster=f"references/{code}/poster.jpg",
+        format_name=video.MP4_FAMILY,
+        codec="h264",
+        width=320,
+        height=240,
+        fps=24,
+        duration=1.0,
+        size=clip[0].stat().st_size,
+    )

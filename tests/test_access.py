@@ -18,33 +18,11 @@ from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
 
-from playground.lib import video
 from playground.runs.models import Reference, Run, media_path
 from playground.runs.references import SIGNING_SALT, signed_reference_url
+from tests.conftest import make_reference
 
 pytestmark = pytest.mark.django_db
-
-
-def make_reference(user: User, clip: tuple[Path, Path]) -> Reference:
-    code = uuid.uuid4()
-    folder = media_path(f"references/{code}")
-    folder.mkdir(parents=True)
-    shutil.copyfile(clip[0], folder / "original.mp4")
-    shutil.copyfile(clip[1], folder / "poster.jpg")
-    return Reference.objects.create(
-        code=code,
-        user=user,
-        name="clip.mp4",
-        file=f"references/{code}/original.mp4",
-        poster=f"references/{code}/poster.jpg",
-        format_name=video.MP4_FAMILY,
-        codec="h264",
-        width=320,
-        height=240,
-        fps=24,
-        duration=1.0,
-        size=clip[0].stat().st_size,
-    )
 
 
 def make_run(

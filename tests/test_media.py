@@ -13,32 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from playground.lib import video
 from playground.runs.models import Reference, Run, media_path
+from tests.conftest import make_reference
 
 pytestmark = pytest.mark.django_db
-
-
-def make_reference(user: User, source: Path, poster: Path) -> Reference:
-    code = uuid.uuid4()
-    folder = media_path(f"references/{code}")
-    folder.mkdir(parents=True)
-    shutil.copyfile(source, folder / "original.mp4")
-    shutil.copyfile(poster, folder / "poster.jpg")
-    return Reference.objects.create(
-        code=code,
-        user=user,
-        name="reference.mp4",
-        file=f"references/{code}/original.mp4",
-        poster=f"references/{code}/poster.jpg",
-        format_name=video.MP4_FAMILY,
-        codec="h264",
-        width=320,
-        height=240,
-        fps=24,
-        duration=1.0,
-        size=source.stat().st_size,
-    )
 
 
 def make_completed_run(user: User, clip: tuple[Path, Path], reference: Reference) -> Run:
@@ -74,7 +52,7 @@ def media(request, client: Client, owner: User, clip: tuple[Path, Path]):
     shutil.copyfile(clip[0], reference_source)
     with reference_source.open("ab") as fh:
         fh.write(b"\0" * 1000)  # trailing padding: still a file of its own
-    reference = make_reference(owner, reference_source, clip[1])
+    reference = make_reference(owner, (reference_source, clip[1]))
     run = make_completed_run(owner, clip, reference)
     if request.param == "shared_result":
         return client, reverse("shared_result", args=[run.share()]), clip[0].read_bytes()
@@ -183,7 +161,7 @@ def test_it_serves_the_whole_file_for_a_multi_range_request(media):
 
 
 def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip):
-    run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
+    run = make_completed_run(owner, clip, make_reference(owner, clip))
     url = reverse("run_result", args=[run.code])
 
     download = owner_client.get(url, {"download": "1"})
@@ -200,7 +178,7 @@ def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip
 
 
 def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
-    run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
+    run = make_completed_run(owner, clip, make_reference(owner, clip))
 
     poster = owner_client.get(reverse("run_poster", args=[run.code]))
     reference_poster = owner_client.get(reverse("reference_poster", args=[run.reference.code]))
@@ -212,14 +190,14 @@ def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
 
 
 def test_it_answers_404_when_the_file_is_missing_from_disk(owner_client, owner, clip):
-    run = make_completed_run(owner, clip, make_reference(owner, clip[0], clip[1]))
+    run = make_completed_run(owner, clip, make_reference(owner, clip))
     media_path(run.result.name).unlink()
 
     assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
 
 
 def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
-    reference = make_reference(owner, clip[0], clip[1])
+    reference = make_reference(owner, clip)
     run = make_completed_run(owner, clip, reference)
     kept = make_completed_run(owner, clip, reference)
     result, poster = media_path(run.result.name), media_path(run.poster.name)
@@ -237,7 +215,7 @@ def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
 
 
 def test_it_keeps_an_active_run_and_its_files_when_asked_to_delete_it(owner_client, owner, clip):
-    reference = make_reference(owner, clip[0], clip[1])
+    reference = make_reference(owner, clip)
     run = Run.objects.create(
         user=owner,
         reference=reference,
