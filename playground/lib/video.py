@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -188,9 +187,3 @@ def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -
     picture = frame.reformat(width=width, height=height, format="yuvj420p")
     packets = codec.encode(picture) + codec.encode(None)
     Path(dest).write_bytes(b"".join(bytes(p) for p in packets))
-
-
-def seconds_label(seconds: float | None) -> str:
-    if seconds is None or math.isnan(seconds):
-        return "—"
-    return f"{seconds:.1f} s"

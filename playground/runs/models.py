@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from playground.lib import video
-from playground.runs.money import cost_of_seconds, usd
+from playground.runs.money import cost_of_seconds
 
 if TYPE_CHECKING:
     from playground.gateway import Gateway, Job
@@ -216,14 +216,6 @@ class Run(models.Model):
     def provider_may_bill(self) -> bool:
         """A job the provider accepted (or may have: a submit was sent) may be billed."""
         return bool(self.provider_job_id) or self.status == Status.SUBMITTING
-
-    @property
-    def estimated_cost(self) -> str:
-        return usd(self.estimated_cost_micros)
-
-    @property
-    def billed_cost(self) -> str:
-        return usd(self.billed_cost_micros)
 
     @property
     def billing_differs(self) -> bool:

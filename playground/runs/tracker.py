@@ -190,7 +190,7 @@ def _advance(run: Run, gateway: object) -> None:
 
 
 def track_until_idle(timeout: float = 60.0) -> None:
-    """Drive the loop in this process until no run is in flight (tests, management)."""
+    """Drive the loop in this process until no run is in flight (the tests drive it so)."""
     holder = new_holder()
     deadline = time.monotonic() + timeout
     while Run.objects.in_flight().exists() and time.monotonic() < deadline:

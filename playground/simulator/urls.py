@@ -10,5 +10,4 @@ urlpatterns = [
     path("v1/jobs/<str:job_id>", login_not_required(views.job_detail), name="job"),
     path("v1/jobs/<str:job_id>/cancel", login_not_required(views.cancel_job), name="cancel"),
     path("files/<str:job_id>.mp4", login_not_required(views.result_file), name="result"),
-    path("_stats", login_not_required(views.stats), name="stats"),
 ]

@@ -23,15 +23,6 @@ from playground.simulator import engine, store
 MODEL = "kuaishou/kling-video-o1-video-to-video-reference"
 ASPECT_RATIOS = {"auto", "16:9", "9:16", "1:1"}
 
-# Counters for the benchmark and tests (per process; the simulator runs in one).
-_stats_lock = threading.Lock()
-_stats = {"submits": 0, "polls": 0, "cancels": 0, "downloads": 0}
-
-
-def _count(name: str) -> None:
-    with _stats_lock:
-        _stats[name] += 1
-
 
 def error(
     status: int,
@@ -194,7 +185,6 @@ def create_generation(request: HttpRequest) -> HttpResponse:
         job.save()
         if key:
             store.remember_idempotency_key(key, job.id)
-    _count("submits")
     engine.start(job.id)
     engine.schedule_webhook(job)
     if fault.get("delay_after"):
@@ -248,7 +238,6 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     job = store.SimJob.load(job_id)
     if job is None:
         return error(404, f"No job {job_id}.", "not_found")
-    _count("polls")
     if settings.SIMULATOR_POLL_LOG:
         _log_poll(job_id)
     return JsonResponse(job_body(job, base_url=_base_url(request)))
@@ -284,7 +273,6 @@ def _cancel(request: HttpRequest, job_id: str) -> HttpResponse:
         if job.cancelled_at is None:
             job.cancelled_at = time.time()
             job.save()
-    _count("cancels")
     return JsonResponse(job_body(job, base_url=_base_url(request)))
 
 
@@ -304,14 +292,4 @@ def result_file(request: HttpRequest, job_id: str) -> HttpResponse:
         return error(403, "This result URL has expired.", "forbidden", code="url_expired")
     if not job.output_path.exists():
         raise Http404
-    _count("downloads")
     return ranged_file_response(request, job.output_path, content_type="video/mp4")
-
-
-@require_GET
-def stats(request: HttpRequest) -> JsonResponse:
-    """What this simulator has seen: for the benchmark and the crash tests."""
-    with _stats_lock:
-        data = dict(_stats)
-    data["jobs"] = len(store.job_ids())
-    return JsonResponse(data)
