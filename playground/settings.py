@@ -6,6 +6,8 @@ under ./var and the built-in gateway simulator; see the README's settings table.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -31,6 +33,13 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def derived_secret(purpose: str) -> str:
+    """A secret of its own for each purpose, derived from SECRET_KEY (never a slice of it)."""
+    return hmac.new(SECRET_KEY.encode(), purpose.encode(), hashlib.sha256).hexdigest()
+
+
 DEBUG = envbool("DEBUG", False)
 PORT = envint("PORT", 8000)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -109,7 +118,6 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "generate"
 LOGOUT_REDIRECT_URL = "login"
-SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", True)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -141,15 +149,18 @@ AIGATEWAY_BASE_URL = envstr(
 ).rstrip("/")
 # Where the provider can reach this instance (signed reference URLs, webhooks).
 PUBLIC_BASE_URL = envstr("PUBLIC_BASE_URL", "").rstrip("/")
-AIGATEWAY_MODEL = "kuaishou/kling-video-o1-video-to-video-reference"
 # Shared secret the gateway signs webhooks with; webhooks are used only when it is set
 # (or the simulator is on) and PUBLIC_BASE_URL is reachable by the gateway.
 AIGATEWAY_WEBHOOK_SECRET = envstr("AIGATEWAY_WEBHOOK_SECRET", "")
 AIGATEWAY_WEBHOOKS = envbool("AIGATEWAY_WEBHOOKS", True)  # false: polling only
 if SIMULATOR_ENABLED and not AIGATEWAY_WEBHOOK_SECRET:
-    AIGATEWAY_WEBHOOK_SECRET = "simulator-" + SECRET_KEY[:16]
-# USD per second of output video, in micro-dollars (money is never a float here).
-PRICE_PER_SECOND_MICROS = 168_000
+    AIGATEWAY_WEBHOOK_SECRET = derived_secret("simulator-webhook-secret")
+# The simulator answers only requests with this key, which only our own client sends: it
+# fetches and posts to URLs, so nobody else may hand it work.
+SIMULATOR_API_KEY = derived_secret("simulator-api-key")
+# Open sign-up with a real key would let anyone spend the owner's money: with a key set,
+# sign-up is off unless asked for explicitly (invites still work; see accounts/).
+SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", SIMULATOR_ENABLED)
 AIGATEWAY_TIMEOUT_SECONDS = envint("AIGATEWAY_TIMEOUT_SECONDS", 30)
 # Signed reference URLs stay valid this long: long enough for a queued job to start.
 REFERENCE_URL_MAX_AGE_SECONDS = envint("REFERENCE_URL_MAX_AGE_SECONDS", 6 * 3600)
@@ -166,9 +177,14 @@ TRACKER_THREADS = envint("TRACKER_THREADS", 16)
 # over at once (the holder's pid is gone); from another host, when it expires.
 TRACKER_LEASE_SECONDS = envint("TRACKER_LEASE_SECONDS", 30)
 
-# Limits per user, checked before any paid call. 0 means no limit.
+# Limits, checked before any paid call (and again inside the transaction that creates the
+# run). 0 or empty means no limit.
 MAX_INFLIGHT_RUNS_PER_USER = envint("MAX_INFLIGHT_RUNS_PER_USER", 5)
-MONTHLY_BUDGET_USD = envstr("MONTHLY_BUDGET_USD", "")
+MONTHLY_BUDGET_USD = envstr("MONTHLY_BUDGET_USD", "")  # per user
+INSTANCE_MONTHLY_BUDGET_USD = envstr("INSTANCE_MONTHLY_BUDGET_USD", "")  # all users together
+USER_STORAGE_QUOTA_MB = envint("USER_STORAGE_QUOTA_MB", 2048)
+# The live status poll's key stops working after this; the page mints a fresh one.
+STATUS_KEY_MAX_AGE_SECONDS = envint("STATUS_KEY_MAX_AGE_SECONDS", 12 * 3600)
 
 # --- Simulator ----------------------------------------------------------------------------
 SIMULATOR_ROOT = Path(envstr("SIMULATOR_ROOT", str(VAR_DIR / "simulator")))

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +8,6 @@ import pytest
 from django.contrib.auth.models import User
 
 from playground.lib import video
-from playground.runs.models import Reference, media_path
 from playground.simulator import engine
 from tests.videos import make_video
 
@@ -67,19 +64,6 @@ def owner_client(client, owner):
     return client
 
 
-def generate_data(video: Path | None = None, **overrides: object) -> dict:
-    data: dict = {
-        "prompt": "@Video1 at golden hour, warm light",
-        "duration": 3,
-        "aspect_ratio": "auto",
-        "idempotency_key": str(uuid.uuid4()),
-    }
-    if video is not None:
-        data["reference_video"] = video.open("rb")
-    data.update(overrides)
-    return data
-
-
 @pytest.fixture(scope="session")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A small real mp4 (a few hundred KB) and a JPEG poster of it."""
@@ -118,26 +102,3 @@ def browser():  # type: ignore[no-untyped-def]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
-
-
-def make_reference(user: User, clip: tuple[Path, Path]) -> Reference:
-    """A Reference row with real files (the `clip` fixture's), without an upload."""
-    code = uuid.uuid4()
-    folder = media_path(f"references/{code}")
-    folder.mkdir(parents=True)
-    shutil.copyfile(clip[0], folder / "original.mp4")
-    shutil.copyfile(clip[1], folder / "poster.jpg")
-    return Reference.objects.create(
-        code=code,
-        user=user,
-        name=clip[0].name,
-        file=f"references/{code}/original.mp4",
-        poster=f"references/{code}/poster.jpg",
-        format_name=video.MP4_FAMILY,
-        codec="h264",
-        width=320,
-        height=240,
-        fps=24,
-        duration=1.0,
-        size=clip[0].stat().st_size,
-    )

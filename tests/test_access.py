@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import html
+import json
 import re
-import shutil
 import time
-import uuid
-from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,56 +15,12 @@ from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
 
-from playground.runs.models import Reference, Run, media_path
+from playground.lib.media import media_path
+from playground.runs.models import Reference, Run
 from playground.runs.references import SIGNING_SALT, signed_reference_url
-from tests.conftest import make_reference
+from tests.builders import make_reference, make_run
 
 pytestmark = pytest.mark.django_db
-
-
-def make_run(
-    user: User,
-    clip: tuple[Path, Path],
-    *,
-    status: str = "completed",
-    reference: Reference | None = None,
-    **fields: object,
-) -> Run:
-    """A run as the tracker would leave it; a completed one has its files on disk."""
-    code = uuid.uuid4()
-    now = timezone.now()
-    defaults: dict = {
-        "prompt": f"@Video1 as a watercolour {code.hex[:6]}",
-        "duration": 3,
-        "estimated_cost_micros": 504_000,
-        "submitted_at": now - timedelta(seconds=65),
-    }
-    if status == "completed":
-        results = media_path("results")
-        results.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(clip[0], results / f"{code}.mp4")
-        shutil.copyfile(clip[1], results / f"{code}.jpg")
-        defaults |= {
-            "result": f"results/{code}.mp4",
-            "poster": f"results/{code}.jpg",
-            "result_width": 320,
-            "result_height": 240,
-            "result_fps": 24.0,
-            "billed_cost_micros": 504_000,
-            "billed_seconds": 3,
-            "finished_at": now,
-        }
-    elif status in ("failed", "cancelled", "timed_out"):
-        defaults |= {"billed_cost_micros": 0, "finished_at": now}
-    defaults.update(fields)
-    return Run.objects.create(
-        code=code,
-        user=user,
-        reference=reference or make_reference(user, clip),
-        idempotency_key=uuid.uuid4(),
-        status=status,
-        **defaults,
-    )
 
 
 def body(response) -> bytes:
@@ -248,13 +201,14 @@ def test_it_lists_only_the_users_own_runs_in_history(client, owner, stranger, cl
         assert run.get_absolute_url() in content
     assert theirs.prompt not in content
     assert str(theirs.code) not in content
-    assert re.search(r'<strong id="total-billed">\$1\.344</strong>', content)
+    assert re.search(r'<strong id="simulated-total">\$1\.344</strong>', content)
+    assert 'id="total-billed"' not in content  # nothing real was billed
 
     client.force_login(stranger)
     content = client.get(reverse("history")).content.decode()
     assert theirs.prompt in content
     assert all(run.prompt not in content for run in mine)
-    assert re.search(r'<strong id="total-billed">\$1\.680</strong>', content)
+    assert re.search(r'<strong id="simulated-total">\$1\.680</strong>', content)
 
 
 # --- Share links --------------------------------------------------------------------------
@@ -424,20 +378,37 @@ def poll_url(page: str) -> str:
     return html.unescape(match.group(1))
 
 
-def test_it_polls_an_active_run_from_the_database_only(owner_client, owner, clip, settings):
+def poll_headers(page: str) -> dict[str, str]:
+    """The headers htmx sends with the card's poll: HX-Request and the page's status key."""
+    match = re.search(r"hx-headers='(\{\"X-Status-Key\": \"[^\"]+\"\})'", page)
+    assert match, "the page carries no status key"
+    return {"HX-Request": "true", **json.loads(html.unescape(match.group(1)))}
+
+
+POLL_TRIGGER = (
+    "every 2s [document.visibilityState === 'visible'], "
+    "visibilitychange[document.visibilityState === 'visible'] from:document"
+)
+
+
+def test_it_polls_an_active_run_from_the_database_only(client, owner, clip, settings):
     settings.AIGATEWAY_BASE_URL = "http://127.0.0.1:9"  # nothing listens: a call would fail
     run = make_run(owner, clip, status="queued", provider_job_id="job_abc")
-    url = poll_url(owner_client.get(run.get_absolute_url()).content.decode())
-    assert url.startswith(reverse("run_status", args=[run.code]))
+    client.force_login(owner)
+    page = client.get(run.get_absolute_url()).content.decode()
+    url, headers = poll_url(page), poll_headers(page)
+    assert url == reverse("run_status", args=[run.code])  # no key in the URL (access logs)
+    assert headers["X-Status-Key"] not in url
+    client.logout()  # the key alone opens the live card: no session needed
 
-    for poll in (url, reverse("run_status", args=[run.code])):  # as minted, and bare
-        response = owner_client.get(poll, headers={"HX-Request": "true"})
-        content = response.content.decode()
-        assert response.status_code == 200, poll
-        assert 'hx-trigger="every 2s"' in content
-        assert poll_url(content) == url  # it goes on polling the same way
-        assert 'data-status="queued"' in content
-        assert "<html" not in content  # the card alone, not the page
+    response = client.get(url, headers=headers)
+
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert html.unescape(f'hx-trigger="{POLL_TRIGGER}"') in html.unescape(content)
+    assert poll_url(content) == url  # it goes on polling the same way
+    assert 'data-status="queued"' in content
+    assert "<html" not in content  # the card alone, not the page
     after = Run.objects.get(pk=run.pk)
     assert (after.status, after.provider_requests, after.notice) == ("queued", 0, "")
 
@@ -446,21 +417,72 @@ def test_it_refuses_a_poll_for_someone_elses_run_even_with_a_key(client, owner, 
     first = make_run(owner, clip, status="queued", provider_job_id="job_1")
     second = make_run(owner, clip, status="queued", provider_job_id="job_2")
     client.force_login(owner)
-    url = poll_url(client.get(first.get_absolute_url()).content.decode())
-    query = url.partition("?")[2]
-    borrowed = reverse("run_status", args=[second.code]) + (f"?{query}" if query else "")
-    forged = reverse("run_status", args=[first.code]) + "?key=forged-key"
-    htmx = {"HX-Request": "true"}
+    headers = poll_headers(client.get(first.get_absolute_url()).content.decode())
+    forged = {"HX-Request": "true", "X-Status-Key": f"{first.code}:1:forged"}
+    plain = {"HX-Request": "true"}
+    first_url = reverse("run_status", args=[first.code])
+    second_url = reverse("run_status", args=[second.code])
 
     client.force_login(stranger)
-    assert client.get(reverse("run_status", args=[first.code]), headers=htmx).status_code == 404
-    assert client.get(forged, headers=htmx).status_code == 404
-    assert client.get(borrowed, headers=htmx).status_code == 404
+    assert client.get(first_url, headers=plain).status_code == 404
+    assert client.get(first_url, headers=forged).status_code == 404
+    assert client.get(second_url, headers=headers).status_code == 404  # the key is per run
     client.logout()
-    for attempt in (forged, borrowed, reverse("run_status", args=[first.code])):
-        response = client.get(attempt, headers=htmx)
+    for url, attempt in ((first_url, forged), (second_url, headers), (first_url, plain)):
+        response = client.get(url, headers=attempt)
         assert response.status_code in (302, 404), attempt
         assert b"status-card" not in response.content
+
+
+def test_it_stops_honouring_an_expired_status_key(client, owner, clip, settings):
+    run = make_run(owner, clip, status="processing", provider_job_id="job_old")
+    client.force_login(owner)
+    headers = poll_headers(client.get(run.get_absolute_url()).content.decode())
+    client.logout()
+    url = reverse("run_status", args=[run.code])
+    assert client.get(url, headers=headers).status_code == 200
+
+    settings.STATUS_KEY_MAX_AGE_SECONDS = 0
+    time.sleep(1.1)  # signatures carry whole seconds
+
+    response = client.get(url, headers=headers)
+    assert response.status_code == 302 and reverse("login") in response["Location"]
+    assert b"status-card" not in response.content
+
+
+def test_it_answers_a_finished_runs_full_card_only_to_its_owner(client, owner, clip):
+    run = make_run(owner, clip, status="processing", provider_job_id="job_done")
+    client.force_login(owner)
+    headers = poll_headers(client.get(run.get_absolute_url()).content.decode())
+    finished = make_run(owner, clip)
+    Run.objects.filter(pk=run.pk).update(
+        status="completed",
+        result=finished.result.name,
+        poster=finished.poster.name,
+        billed_cost_micros=504_000,
+        finished_at=timezone.now(),
+    )
+    url = reverse("run_status", args=[run.code])
+    client.logout()
+
+    anonymous = client.get(url, headers=headers)
+
+    assert anonymous.status_code == 286  # polling stops
+    content = anonymous.content.decode()
+    assert "This run has finished" in content
+    for secret in (run.prompt, "$0.504", reverse("run_result", args=[run.code]), "run-side"):
+        assert secret not in content
+    client.force_login(owner)
+    owners = client.get(url, headers=headers).content.decode()
+    assert reverse("run_result", args=[run.code]) in owners and "run-side" in owners
+
+
+@pytest.mark.parametrize("key", ["ключ", "é" * 40, "x" * 5000])
+def test_it_answers_a_hostile_status_key_without_an_error(client, owner, clip, key):
+    run = make_run(owner, clip, status="queued", provider_job_id="job_k")
+    url = reverse("run_status", args=[run.code])
+    response = client.get(url, headers={"HX-Request": "true", "X-Status-Key": key})
+    assert response.status_code in (302, 404)
 
 
 def test_it_swaps_in_the_finished_card_when_a_polled_run_completes(owner_client, owner, clip):
@@ -555,7 +577,8 @@ def test_it_renders_the_live_card_on_the_run_page(owner_client, owner, clip):
 
     card, page_card = status_card(poll), status_card(page)
     opening = card[: card.index(">") + 1]
-    assert 'hx-trigger="every 2s"' in opening and f'hx-get="{url}' in opening
+    assert html.unescape(f'hx-trigger="{POLL_TRIGGER}"') in html.unescape(opening)
+    assert f'hx-get="{url}"' in opening
     assert page_card.startswith(opening)
     assert "Sending the job to the gateway" in card
     # Only the cancel form's CSRF token (masked afresh on each render) may differ.

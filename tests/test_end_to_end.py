@@ -9,7 +9,7 @@ from playground.lib import video
 from playground.runs.models import Run
 from playground.runs.tracker import track_until_idle
 from playground.simulator import store
-from tests.conftest import generate_data
+from tests.builders import generate_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,7 +22,7 @@ def test_it_generates_tracks_and_plays_a_run(gateway, owner_client, good_video):
     assert run.estimated_cost_micros == 3 * 168_000
 
     page = owner_client.get(run.get_absolute_url())
-    assert b'hx-trigger="every 2s"' in page.content
+    assert b'hx-trigger="every 2s [document.visibilityState' in page.content
 
     track_until_idle(timeout=60)
     run.refresh_from_db()

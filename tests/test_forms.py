@@ -21,7 +21,7 @@ from django.utils import timezone
 from playground.lib import video
 from playground.runs.forms import GenerateForm
 from playground.runs.models import Reference, Run
-from tests.conftest import generate_data
+from tests.builders import generate_data, make_reference, make_runs
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db
@@ -214,7 +214,7 @@ def test_it_names_the_size_limit_and_the_size_of_a_file_over_200_mb():
         has_audio=False,
     )
 
-    assert video.reference_problems(facts) == ["The file is 201.0 MB; the limit is 200 MB."]
+    assert video.reference_problems(facts) == ["The file is 201 MB; the limit is 200 MB."]
     within = video.VideoFacts(**{**facts.__dict__, "size": 200 * 1024 * 1024})
     assert video.reference_problems(within) == []
 
@@ -224,7 +224,7 @@ def test_it_refuses_an_upload_declared_over_200_mb_before_reading_it(owner):
     form = GenerateForm(generate_data(), {"reference_video": big}, user=owner)
 
     assert not form.is_valid()
-    assert form.errors["reference_video"] == ["The file is 201.0 MB; the limit is 200 MB."]
+    assert form.errors["reference_video"] == ["The file is 201 MB; the limit is 200 MB."]
     assert Reference.objects.count() == 0
     assert media_files() == []
 
@@ -360,23 +360,8 @@ def test_it_shows_the_estimate_for_the_default_five_seconds(owner_client):
     assert re.search(r'name="idempotency_key" value="[0-9a-f-]{36}"', content)
 
 
-def _reference_for(user, good_video: Path) -> Reference:
-    return Reference.objects.create(
-        user=user,
-        name="earlier.mp4",
-        file="references/x/original.mp4",
-        format_name=video.MP4_FAMILY,
-        codec="h264",
-        width=960,
-        height=720,
-        fps=24,
-        duration=3.5,
-        size=good_video.stat().st_size,
-    )
-
-
 def test_it_prefills_the_form_from_an_earlier_run(owner_client, owner, good_video):
-    reference = _reference_for(owner, good_video)
+    reference = make_reference(owner)
     run = Run.objects.create(
         user=owner,
         reference=reference,
@@ -403,7 +388,7 @@ def test_it_prefills_the_form_from_an_earlier_run(owner_client, owner, good_vide
 def test_it_does_not_prefill_from_another_users_run(client, owner, stranger, good_video):
     run = Run.objects.create(
         user=owner,
-        reference=_reference_for(owner, good_video),
+        reference=make_reference(owner),
         idempotency_key=uuid.uuid4(),
         prompt="@Video1 secret plans",
         duration=7,
@@ -459,22 +444,10 @@ def test_it_accepts_a_public_base_url_for_a_remote_gateway(db, client, owner, se
 # --- Limits per user ----------------------------------------------------------------------
 
 
-def _runs(user, reference: Reference, *statuses: str, **fields: object) -> None:
-    for status in statuses:
-        Run.objects.create(
-            user=user,
-            reference=reference,
-            idempotency_key=uuid.uuid4(),
-            prompt="earlier",
-            status=status,
-            **fields,
-        )
-
-
 def test_it_refuses_a_run_over_the_in_flight_cap(owner_client, owner, settings, good_video):
     settings.MAX_INFLIGHT_RUNS_PER_USER = 2
-    reference = _reference_for(owner, good_video)
-    _runs(owner, reference, "queued", "processing", "completed", "failed")
+    reference = make_reference(owner)
+    make_runs(owner, reference, "queued", "processing", "completed", "failed")
 
     response = owner_client.post(reverse("generate"), generate_data(reference=str(reference.code)))
 
@@ -492,9 +465,9 @@ def test_it_counts_only_the_users_own_live_runs_against_the_cap(
     owner_client, owner, stranger, settings, good_video
 ):
     settings.MAX_INFLIGHT_RUNS_PER_USER = 2
-    reference = _reference_for(owner, good_video)
-    _runs(owner, reference, "queued", "completed", "cancelled", "timed_out")
-    _runs(stranger, _reference_for(stranger, good_video), "queued", "processing")
+    reference = make_reference(owner)
+    make_runs(owner, reference, "queued", "completed", "cancelled", "timed_out")
+    make_runs(stranger, make_reference(stranger), "queued", "processing")
 
     response = owner_client.post(reverse("generate"), generate_data(reference=str(reference.code)))
 
@@ -506,9 +479,9 @@ def test_it_refuses_a_run_the_monthly_budget_cannot_pay_for(
     owner_client, owner, settings, good_video
 ):
     settings.MONTHLY_BUDGET_USD = "1.00"
-    reference = _reference_for(owner, good_video)
+    reference = make_reference(owner)
     # $0.504 billed this month: $0.496 is left, less than a 3 s run's $0.504.
-    _runs(owner, reference, "completed", billed_cost_micros=504_000)
+    make_runs(owner, reference, "completed", billed_cost_micros=504_000)
 
     page = owner_client.get(reverse("generate")).content.decode()
     assert re.search(r'id="budget-left">Budget left this month: \$0\.496<', page)
@@ -527,8 +500,8 @@ def test_it_counts_live_runs_estimates_against_the_budget(
     owner_client, owner, settings, good_video
 ):
     settings.MONTHLY_BUDGET_USD = "1.00"
-    reference = _reference_for(owner, good_video)
-    _runs(owner, reference, "queued", estimated_cost_micros=840_000)
+    reference = make_reference(owner)
+    make_runs(owner, reference, "queued", estimated_cost_micros=840_000)
 
     response = owner_client.post(
         reverse("generate"), generate_data(reference=str(reference.code), duration=3)
@@ -543,7 +516,7 @@ def test_it_counts_live_runs_estimates_against_the_budget(
 
 def test_it_accepts_a_run_within_the_budget(owner_client, owner, settings, good_video):
     settings.MONTHLY_BUDGET_USD = "1.00"
-    reference = _reference_for(owner, good_video)
+    reference = make_reference(owner)
 
     refused = owner_client.post(
         reverse("generate"), generate_data(reference=str(reference.code), duration=6)
@@ -562,13 +535,13 @@ def test_it_accepts_a_run_within_the_budget(owner_client, owner, settings, good_
 def test_it_keeps_a_good_upload_when_a_limit_refuses_the_run(
     owner_client, owner, settings, good_video, limit
 ):
-    earlier = _reference_for(owner, good_video)
+    earlier = make_reference(owner)
     if limit == "budget":
         settings.MONTHLY_BUDGET_USD = "1.00"
-        _runs(owner, earlier, "completed", billed_cost_micros=840_000)
+        make_runs(owner, earlier, "completed", billed_cost_micros=840_000)
     else:
         settings.MAX_INFLIGHT_RUNS_PER_USER = 1
-        _runs(owner, earlier, "queued")
+        make_runs(owner, earlier, "queued")
 
     response = owner_client.post(reverse("generate"), generate_data(good_video))
 
@@ -585,16 +558,16 @@ def test_it_counts_only_this_months_spending_of_this_user_against_the_budget(
     owner_client, owner, stranger, settings, good_video
 ):
     settings.MONTHLY_BUDGET_USD = "1.00"
-    reference = _reference_for(owner, good_video)
+    reference = make_reference(owner)
     first_of_month = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    _runs(
+    make_runs(
         owner,
         reference,
         "completed",
         billed_cost_micros=900_000,
         created_at=first_of_month - timedelta(days=1),
     )
-    _runs(stranger, _reference_for(stranger, good_video), "completed", billed_cost_micros=900_000)
+    make_runs(stranger, make_reference(stranger), "completed", billed_cost_micros=900_000)
 
     response = owner_client.post(
         reverse("generate"), generate_data(reference=str(reference.code), duration=5)

@@ -535,7 +535,8 @@ def test_it_cancels_a_queued_job(sim, transport, video_url, settings):
     job = submit(sim, video_url)
     assert sim.get_job(job.id).status == "queued"
     sim.cancel(job.id)
-    assert count(transport, "DELETE", f"/jobs/{job.id}") == 1
+    assert count(transport, "POST", f"/jobs/{job.id}/cancel") == 1  # the documented route
+    assert count(transport, "DELETE", f"/jobs/{job.id}") == 0
     assert sim.get_job(job.id).status == "cancelled"
     assert store.SimJob.load(job.id).cancelled_at is not None
 
@@ -551,14 +552,15 @@ def test_it_raises_409_when_cancelling_a_finished_job(sim, video_url):
     assert sim.get_job(job.id).status == "completed"
 
 
-def test_it_falls_back_to_post_cancel_where_delete_is_not_allowed():
+@pytest.mark.parametrize("refusal", [404, 405])
+def test_it_falls_back_to_delete_where_post_cancel_is_unknown(refusal):
     calls: list[tuple[str, str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append((request.method, request.url.path))
-        if request.method == "DELETE":
-            return httpx.Response(405, json={"error": {"message": "Method not allowed."}})
+        if request.method == "POST":
+            return httpx.Response(refusal, json={"error": {"message": "No such route."}})
         return httpx.Response(200, json=job_json(status="cancelled"))
 
     mock_gateway(handler).cancel("job_abc123")
-    assert calls == [("DELETE", "/v1/jobs/job_abc123"), ("POST", "/v1/jobs/job_abc123/cancel")]
+    assert calls == [("POST", "/v1/jobs/job_abc123/cancel"), ("DELETE", "/v1/jobs/job_abc123")]

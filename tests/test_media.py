@@ -11,32 +11,12 @@ from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
-from playground.runs.models import Reference, Run, media_path
-from tests.conftest import make_reference
+from playground.lib.media import media_path
+from playground.runs.models import Run
+from tests.builders import make_reference, make_run
 
 pytestmark = pytest.mark.django_db
-
-
-def make_completed_run(user: User, clip: tuple[Path, Path], reference: Reference) -> Run:
-    code = uuid.uuid4()
-    results = media_path("results")
-    results.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(clip[0], results / f"{code}.mp4")
-    shutil.copyfile(clip[1], results / f"{code}.jpg")
-    return Run.objects.create(
-        code=code,
-        user=user,
-        reference=reference,
-        idempotency_key=uuid.uuid4(),
-        prompt="@Video1 in autumn",
-        status="completed",
-        result=f"results/{code}.mp4",
-        poster=f"results/{code}.jpg",
-        billed_cost_micros=504_000,
-        finished_at=timezone.now(),
-    )
 
 
 def body(response) -> bytes:
@@ -53,7 +33,7 @@ def media(request, client: Client, owner: User, clip: tuple[Path, Path]):
     with reference_source.open("ab") as fh:
         fh.write(b"\0" * 1000)  # trailing padding: still a file of its own
     reference = make_reference(owner, (reference_source, clip[1]))
-    run = make_completed_run(owner, clip, reference)
+    run = make_run(owner, clip, reference=reference)
     if request.param == "shared_result":
         return client, reverse("shared_result", args=[run.share()]), clip[0].read_bytes()
     client.force_login(owner)
@@ -161,7 +141,7 @@ def test_it_serves_the_whole_file_for_a_multi_range_request(media):
 
 
 def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip):
-    run = make_completed_run(owner, clip, make_reference(owner, clip))
+    run = make_run(owner, clip)
     url = reverse("run_result", args=[run.code])
 
     download = owner_client.get(url, {"download": "1"})
@@ -178,7 +158,7 @@ def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip
 
 
 def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
-    run = make_completed_run(owner, clip, make_reference(owner, clip))
+    run = make_run(owner, clip)
 
     poster = owner_client.get(reverse("run_poster", args=[run.code]))
     reference_poster = owner_client.get(reverse("reference_poster", args=[run.reference.code]))
@@ -190,7 +170,7 @@ def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
 
 
 def test_it_answers_404_when_the_file_is_missing_from_disk(owner_client, owner, clip):
-    run = make_completed_run(owner, clip, make_reference(owner, clip))
+    run = make_run(owner, clip)
     media_path(run.result.name).unlink()
 
     assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
@@ -198,8 +178,8 @@ def test_it_answers_404_when_the_file_is_missing_from_disk(owner_client, owner, 
 
 def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
     reference = make_reference(owner, clip)
-    run = make_completed_run(owner, clip, reference)
-    kept = make_completed_run(owner, clip, reference)
+    run = make_run(owner, clip, reference=reference)
+    kept = make_run(owner, clip, reference=reference)
     result, poster = media_path(run.result.name), media_path(run.poster.name)
     assert result.is_file() and poster.is_file()
 

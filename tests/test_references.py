@@ -6,8 +6,9 @@ import pytest
 from django.urls import reverse
 
 from playground.lib import video
-from playground.runs.models import Reference, Run, media_path
-from tests.conftest import generate_data
+from playground.lib.media import media_path
+from playground.runs.models import Reference, Run
+from tests.builders import generate_data
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -18,18 +18,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings as django_settings
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from playground.gateway import Gateway, gateway_from_settings
+from playground.kling import MODEL_ID
+from playground.runs import steps
 from playground.runs.models import Run
 from playground.runs.money import usd
 from playground.runs.tracker import track_until_idle
 from playground.simulator import store
 from playground.simulator.engine import sign_webhook
-from tests.conftest import generate_data
+from tests.builders import generate_data
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -64,7 +65,7 @@ def advance(run: Run) -> Run:
     """One step of the run, as the tracker would take it."""
     client = gateway_from_settings()
     try:
-        run.advance(client)
+        steps.advance(run, client)
     finally:
         client.close()
     run.refresh_from_db()
@@ -239,7 +240,7 @@ def test_it_cancels_the_job_a_lost_submit_made(gateway, owner_client, small_vide
     run = start_run(owner_client, small_video)
     client = gateway_from_settings(attempts=2)
     try:
-        run.advance(client)  # both attempts time out: the run waits to resubmit
+        steps.advance(run, client)  # both attempts time out: the run waits to resubmit
     finally:
         client.close()
     run.refresh_from_db()
@@ -304,7 +305,7 @@ def test_it_finishes_a_fetching_run_even_if_a_cancel_was_asked_for(owner_client,
     client = Gateway(
         "https://gateway.test",
         "sk-test",
-        model=django_settings.AIGATEWAY_MODEL,
+        model=MODEL_ID,
         attempts=2,
         transport=httpx.MockTransport(handler),
     )
@@ -312,7 +313,7 @@ def test_it_finishes_a_fetching_run_even_if_a_cancel_was_asked_for(owner_client,
         run.refresh_from_db()
         if run.is_final:
             break
-        run.advance(client)
+        steps.advance(run, client)
     run.refresh_from_db()
     assert run.status == "completed", (run.status, run.cancel_requested, calls)
     assert ("DELETE", "/v1/jobs/job_abc123") not in calls
@@ -500,7 +501,7 @@ def test_it_adds_up_the_history_total_to_the_cent(gateway, owner_client, small_v
     assert total == 1_176_000
 
     page = owner_client.get(reverse("history")).content.decode()
-    shown = re.search(r'id="total-billed">\s*([^<]+?)\s*<', page)
+    shown = re.search(r'id="simulated-total">\s*([^<]+?)\s*<', page)
     assert shown, "the history page shows no total"
     assert shown.group(1) == usd(total) == "$1.176"
     assert Decimal(shown.group(1).lstrip("$").replace(",", "")) * 1_000_000 == total
@@ -516,7 +517,7 @@ def test_it_polls_a_job_with_a_webhook_only_as_a_fallback(
     settings.SIMULATOR_PROCESSING_SECONDS = 30  # stays in flight while we look
     run = start_run(owner_client, small_video)
     client = gateway_from_settings()
-    run.advance(client)  # the submit
+    steps.advance(run, client)  # the submit
     run.refresh_from_db()
     assert run.status == "queued" and run.webhook_expected == bool(secret)
     gap = (run.next_poll_at - run.submitted_at).total_seconds()

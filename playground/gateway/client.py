@@ -9,12 +9,13 @@ here with capped, jittered backoff (stamina); what is left raises GatewayError, 
 from __future__ import annotations
 
 import email.utils
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import stamina
@@ -25,6 +26,8 @@ USER_MESSAGES = {
     404: "The gateway does not know this model, endpoint or job.",
 }
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+# What _call answers for `304 Not Modified`.
+NOT_MODIFIED: Any = object()
 FINAL_STATUSES = {"completed", "failed", "cancelled"}
 
 
@@ -59,6 +62,8 @@ class Job:
     result_resolution: str = ""
     error_code: str = ""
     error_message: str = ""
+    # What the provider says it billed, in micro-dollars, where it says so.
+    cost_micros: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -103,14 +108,73 @@ class Job:
             id=body["id"],
             status=status,
             result_url=str(url),
-            result_duration=float(duration) if isinstance(duration, int | float) else None,
+            result_duration=float(duration) if _is_number(duration) else None,
             result_resolution=str(result.get("resolution") or ""),
             error_code=str(error.get("code") or ""),
             error_message=str(
                 error.get("message") or ("The job failed." if status == "failed" else "")
             ),
+            cost_micros=cost_micros_in(body),
             raw=body,
         )
+
+    @classmethod
+    def from_webhook(cls, body: Any) -> tuple[str, Job]:
+        """(event id, job) from a webhook delivery, in either documented shape.
+
+        AIgateway's webhooks page documents an event envelope, `{"id": "evt_…", "type":
+        "job.completed" | "job.failed", "created": …, "data": {"job_id", "model",
+        "result_url", "usage": {"cost_cents"}}}`; its async-jobs page says the job record
+        itself is posted. A bare record has no event id ("" then): applying it twice is
+        harmless, since it only moves a run forward.
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
+            return "", cls.from_body(body)
+        data = body["data"]
+        event_id, kind = body.get("id"), body.get("type")
+        if not isinstance(event_id, str) or not isinstance(kind, str):
+            raise GatewayError("The webhook event has no id or type.", code="malformed_body")
+        record = {**data, "id": data.get("job_id") or data.get("id")}
+        record.setdefault("status", EVENT_STATUSES.get(kind, kind.removeprefix("job.")))
+        return event_id, cls.from_body(record)
+
+
+# Event types of AIgateway's webhook envelope, as job statuses.
+EVENT_STATUSES = {
+    "job.completed": "completed",
+    "job.succeeded": "completed",
+    "job.failed": "failed",
+    "job.cancelled": "cancelled",
+    "job.canceled": "cancelled",
+    "job.processing": "processing",
+    "job.running": "processing",
+    "job.queued": "queued",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def cost_micros_in(body: dict[str, Any]) -> int | None:
+    """The provider's own figure for what a job cost, wherever it put it.
+
+    `usage.cost_cents` (the webhook envelope's), `cost_cents`, or a dollar amount as
+    `cost_usd` / `cost` / `usage.cost`; None when it gives none.
+    """
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    for cents in (usage.get("cost_cents"), body.get("cost_cents")):
+        if _is_number(cents):
+            return round(cents * 10_000)
+    for dollars in (
+        usage.get("cost_usd"),
+        body.get("cost_usd"),
+        usage.get("cost"),
+        body.get("cost"),
+    ):
+        if _is_number(dollars):
+            return round(dollars * 1_000_000)
+    return None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -162,6 +226,28 @@ def _backoff(exc: Exception) -> bool | float:
             return False
         return min(exc.retry_after, 60.0) if exc.retry_after is not None else True
     return isinstance(exc, httpx.TransportError)
+
+
+class JobsAPI(Protocol):
+    """What the tracker's steps use of the gateway (a Gateway, or one wrapped with pacing)."""
+
+    def submit(
+        self,
+        *,
+        prompt: str,
+        duration: int,
+        aspect_ratio: str,
+        video_url: str,
+        keep_audio: bool,
+        idempotency_key: str,
+        webhook_url: str = "",
+    ) -> Job: ...
+
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def cancel(self, job_id: str) -> None: ...
+
+    def download(self, url: str, dest: Path) -> int: ...
 
 
 class Gateway:
@@ -239,19 +325,24 @@ class Gateway:
             )
         )
 
-    def get_job(self, job_id: str, *, retry: bool = True) -> Job:
-        """The job's state. retry=False sends one request only: a caller that polls on a
-        schedule (the tracker) retries on its next turn, which keeps the 3 s rule."""
-        return Job.from_body(self._call("GET", f"/v1/jobs/{job_id}", attempts=None if retry else 1))
+    def get_job(self, job_id: str, *, retry: bool = True) -> Job | None:
+        """The job's state, or None for `304 Not Modified`: a poll sooner than 3 s after the
+        last may get that answer, and it means "unchanged" (not an error).
+
+        retry=False sends one request only: a caller that polls on a schedule (the
+        tracker) retries on its next turn, which keeps the 3 s rule."""
+        body = self._call("GET", f"/v1/jobs/{job_id}", attempts=None if retry else 1)
+        return None if body is NOT_MODIFIED else Job.from_body(body)
 
     def cancel(self, job_id: str) -> None:
-        """Ask the provider to stop a job; fall back to the documented POST …/cancel."""
+        """Ask the provider to stop a job: the documented POST …/cancel, then DELETE as the
+        fallback some docs give (where the POST route is unknown or not allowed)."""
         try:
-            self._call("DELETE", f"/v1/jobs/{job_id}")
+            self._call("POST", f"/v1/jobs/{job_id}/cancel")
         except GatewayError as exc:
             if exc.status not in {404, 405}:
                 raise
-            self._call("POST", f"/v1/jobs/{job_id}/cancel")
+            self._call("DELETE", f"/v1/jobs/{job_id}")
 
     def download(self, url: str, dest: Path) -> int:
         """Stream a result file to dest (atomically); return its size in bytes.
@@ -259,7 +350,8 @@ class Gateway:
         Result URLs are signed and may have expired: a 401/403/404/410 raises GatewayError
         with code "result_url_expired" so the caller can fetch the job for a fresh URL.
         """
-        tmp = dest.with_name(dest.name + ".part")
+        # Each attempt its own name: two writers can never interleave into one file.
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:12]}.part")
         try:
             size = self._download_to(url, tmp)
         except BaseException:
@@ -316,6 +408,8 @@ class Gateway:
         for attempt in self._retrying(attempts):
             with attempt:
                 response = self.http.request(method, path, **kwargs)
+                if response.status_code == 304:
+                    return NOT_MODIFIED
                 if response.status_code >= 400:
                     raise _error_from(response)
                 if response.status_code == 204 or not response.content:

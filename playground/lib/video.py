@@ -7,12 +7,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.container import OutputContainer
 
-# The model's limits for the reference video (DESIGN.md, "The reference video").
-MAX_BYTES = 200 * 1024 * 1024
-MIN_SIDE, MAX_SIDE = 720, 2160
-MIN_SECONDS, MAX_SECONDS = 3.0, 10.05
-MIN_FPS, MAX_FPS = 24.0, 60.0
+from playground import kling
+from playground.lib.media import size_label
+
 # PyAV names the demuxer for the whole ISO family like this; .mp4 and .mov both use it.
 MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
 # Browsers decode these in <video>; anything else gets an H.264 preview copy.
@@ -135,26 +134,27 @@ def reference_problems(facts: VideoFacts) -> list[str]:
         problems.append(
             f"The file is {describe_format(facts.format_name)}; the model takes MP4 or MOV only."
         )
-    if facts.size > MAX_BYTES:
-        problems.append(
-            f"The file is {facts.size / 1024 / 1024:.1f} MB; the limit is "
-            f"{MAX_BYTES // 1024 // 1024} MB."
-        )
-    if not MIN_SECONDS <= facts.duration <= MAX_SECONDS:
-        problems.append(
-            f"The video is {facts.duration:.2f} s long; it must be "
-            f"{MIN_SECONDS:g}–{MAX_SECONDS:g} s."
-        )
+    if facts.size > kling.REFERENCE_MAX_BYTES:
+        problems.append(size_problem(facts.size))
+    low, high = kling.REFERENCE_MIN_SECONDS, kling.REFERENCE_MAX_SECONDS
+    if not low <= facts.duration <= high:
+        problems.append(f"The video is {facts.duration:.2f} s long; it must be {low:g}–{high:g} s.")
+    low_side, high_side = kling.REFERENCE_MIN_SIDE, kling.REFERENCE_MAX_SIDE
     for side, value in (("width", facts.width), ("height", facts.height)):
-        if not MIN_SIDE <= value <= MAX_SIDE:
+        if not low_side <= value <= high_side:
             problems.append(
-                f"The video is {facts.resolution} px; its {side} must be {MIN_SIDE}–{MAX_SIDE} px."
+                f"The video is {facts.resolution} px; its {side} must be {low_side}–{high_side} px."
             )
-    if not MIN_FPS <= facts.fps <= MAX_FPS:
+    low_fps, high_fps = kling.REFERENCE_MIN_FPS, kling.REFERENCE_MAX_FPS
+    if not low_fps <= facts.fps <= high_fps:
         problems.append(
-            f"The video runs at {facts.fps:g} fps; it must be {MIN_FPS:g}–{MAX_FPS:g} fps."
+            f"The video runs at {facts.fps:g} fps; it must be {low_fps:g}–{high_fps:g} fps."
         )
     return problems
+
+
+def size_problem(size: int) -> str:
+    return f"The file is {size_label(size)}; the limit is {size_label(kling.REFERENCE_MAX_BYTES)}."
 
 
 def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None) -> None:
@@ -176,9 +176,7 @@ def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None)
 
 
 def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -> None:
-    scale = min(1.0, max_side / max(frame.width, frame.height))
-    width = max(2, int(frame.width * scale) // 2 * 2)
-    height = max(2, int(frame.height * scale) // 2 * 2)
+    width, height = fit_within(frame.width, frame.height, max_side)
     codec = av.CodecContext.create("mjpeg", "w")
     codec.width, codec.height = width, height
     codec.pix_fmt = "yuvj420p"
@@ -187,3 +185,39 @@ def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -
     picture = frame.reformat(width=width, height=height, format="yuvj420p")
     packets = codec.encode(picture) + codec.encode(None)
     Path(dest).write_bytes(b"".join(bytes(p) for p in packets))
+
+
+# --- Encoding: the H.264/AAC set-up shared by previews and the simulator's renders ---------
+
+
+def even(value: float) -> int:
+    """The nearest even size of at least 2 (yuv420p needs even widths and heights)."""
+    return max(2, round(value / 2) * 2)
+
+
+def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled down, never up, so the longer side is at most max_side."""
+    scale = min(1.0, max_side / max(width, height))
+    return even(width * scale), even(height * scale)
+
+
+def open_mp4(path: str | Path) -> OutputContainer:
+    """An MP4 for writing with its index first, so browsers play and seek it at once."""
+    return av.open(str(path), "w", format="mp4", options={"movflags": "+faststart"})
+
+
+def add_h264(
+    out: OutputContainer, width: int, height: int, rate: Fraction | int, *, crf: int = 23
+) -> av.VideoStream:
+    """An H.264/yuv420p stream every browser plays."""
+    stream = out.add_stream("libx264", rate=rate)
+    stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    stream.options = {"preset": "veryfast", "crf": str(crf), "x264-params": "log-level=error"}
+    return stream
+
+
+def add_aac(out: OutputContainer) -> tuple[av.AudioStream, av.AudioResampler]:
+    """A 48 kHz stereo AAC stream, and the resampler that feeds it any audio."""
+    stream = out.add_stream("aac", rate=48000)
+    stream.layout = "stereo"
+    return stream, av.AudioResampler(format="fltp", layout="stereo", rate=48000)

@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django import forms
-from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 
+from playground import kling
 from playground.lib import video
-from playground.runs.models import ASPECT_RATIOS, Reference, Run
-from playground.runs.money import cost_of_seconds, micros_from_usd, usd
+from playground.runs.limits import refusal
+from playground.runs.models import Reference
+from playground.runs.money import cost_of_seconds
 from playground.runs.references import ReferenceRejected, public_url_problem, store_upload
 
-DURATIONS = [(n, f"{n} s") for n in range(3, 11)]
+DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
 
 
 class GenerateForm(forms.Form):
     prompt = forms.CharField(
         label="Prompt",
-        max_length=2500,
+        max_length=kling.PROMPT_MAX_CHARS,
         widget=forms.Textarea(
             attrs={
                 "rows": 5,
-                "maxlength": 2500,
+                "maxlength": kling.PROMPT_MAX_CHARS,
                 "placeholder": "Describe the new shot. Cite the reference "
                 "as @Video1, e.g. “@Video1 at golden hour, warm light”.",
             }
@@ -34,7 +37,7 @@ class GenerateForm(forms.Form):
         label="Reference video",
         required=False,
         widget=forms.ClearableFileInput(attrs={"accept": "video/mp4,video/quicktime,.mp4,.mov"}),
-        help_text="MP4 or MOV, 3–10 s, 720–2160 px, 24–60 fps, up to 200 MB.",
+        help_text=kling.reference_limits_text() + ".",
     )
     reference = forms.ModelChoiceField(
         label="Or use a reference you uploaded before",
@@ -47,10 +50,12 @@ class GenerateForm(forms.Form):
         label="Duration",
         choices=DURATIONS,
         coerce=int,
-        initial=5,
+        initial=kling.DEFAULT_DURATION,
         help_text="Seconds of output video.",
     )
-    aspect_ratio = forms.ChoiceField(label="Aspect ratio", choices=ASPECT_RATIOS, initial="auto")
+    aspect_ratio = forms.ChoiceField(
+        label="Aspect ratio", choices=kling.ASPECT_RATIOS, initial="auto"
+    )
     keep_audio = forms.BooleanField(
         label="Keep audio",
         required=False,
@@ -58,8 +63,8 @@ class GenerateForm(forms.Form):
     )
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
 
-    def __init__(self, *args: object, user: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.user = user
         self.fields["reference"].queryset = Reference.objects.filter(user=user)
         self.fields["reference"].label_from_instance = lambda ref: (
@@ -77,13 +82,11 @@ class GenerateForm(forms.Form):
 
     def clean_reference_video(self) -> UploadedFile | None:
         upload = self.cleaned_data.get("reference_video")
-        if upload and upload.size > video.MAX_BYTES:
-            raise forms.ValidationError(
-                f"The file is {upload.size / 1024 / 1024:.1f} MB; the limit is 200 MB."
-            )
+        if upload and (upload.size or 0) > kling.REFERENCE_MAX_BYTES:
+            raise forms.ValidationError(video.size_problem(upload.size or 0))
         return upload
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         data = super().clean()
         if problem := public_url_problem():
             raise forms.ValidationError(problem)
@@ -98,36 +101,11 @@ class GenerateForm(forms.Form):
             self.stored_reference = chosen
         elif "reference_video" not in self.errors:
             self.add_error("reference_video", "Choose a reference video to guide the shot.")
-        try:
-            self._check_limits(data)
-        except forms.ValidationError as exc:
-            self.add_error(None, exc)
+        duration = data.get("duration")
+        if duration and (problem := refusal(self.user, cost_of_seconds(duration))):
+            self.add_error(None, problem)
         if self.stored_reference is not None and self.errors:
             # Re-render with the stored reference picked, so the user needn't upload again.
             self.data = self.data.copy()
             self.data["reference"] = str(self.stored_reference.code)
         return data
-
-    def _check_limits(self, data: dict) -> None:
-        cap = settings.MAX_INFLIGHT_RUNS_PER_USER
-        if cap and Run.objects.for_user(self.user).in_flight().count() >= cap:
-            raise forms.ValidationError(
-                f"You already have {cap} runs in progress, the most allowed at once. "
-                "Wait for one to finish or cancel one."
-            )
-        left = budget_left_micros(self.user)
-        duration = data.get("duration")
-        if left is not None and duration and cost_of_seconds(duration) > left:
-            raise forms.ValidationError(
-                f"This run would cost {usd(cost_of_seconds(duration))}, but only {usd(left)} "
-                "of this month's budget is left."
-            )
-
-
-def budget_left_micros(user: object) -> int | None:
-    """What is left of the monthly budget (None when there is no budget)."""
-    if not settings.MONTHLY_BUDGET_USD:
-        return None
-    budget = micros_from_usd(settings.MONTHLY_BUDGET_USD)
-    spent = Run.objects.for_user(user).this_month().committed_micros()
-    return max(0, budget - spent)

@@ -1,5 +1,7 @@
 """Runs and their references. Every status change is a method here, guarded by a
-conditional UPDATE so two processes never both act on one run (and never pay twice)."""
+conditional UPDATE so two processes never both act on one run (and never pay twice).
+
+The work between the changes (HTTP to the provider, files, PyAV) is in runs/steps.py."""
 
 from __future__ import annotations
 
@@ -7,27 +9,24 @@ import logging
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.db import models
 from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
+from playground import kling
+from playground.gateway import Job
 from playground.lib import video
+from playground.lib.media import size_label
 from playground.runs.money import cost_of_seconds
 
-if TYPE_CHECKING:
-    from playground.gateway import Gateway, Job
-
 log = logging.getLogger(__name__)
-
-
-def media_path(*parts: str) -> Path:
-    return Path(settings.MEDIA_ROOT).joinpath(*parts)
 
 
 class Reference(models.Model):
@@ -72,7 +71,7 @@ class Reference(models.Model):
 
     @property
     def size_label(self) -> str:
-        return f"{self.size / 1024 / 1024:.1f} MB"
+        return size_label(self.size)
 
 
 class Status(models.TextChoices):
@@ -90,17 +89,25 @@ class Status(models.TextChoices):
 ACTIVE = [Status.PENDING, Status.SUBMITTING, Status.QUEUED, Status.PROCESSING, Status.FETCHING]
 CANCELLABLE = [Status.PENDING, Status.SUBMITTING, Status.QUEUED, Status.PROCESSING]
 FINAL = [Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT]
-ASPECT_RATIOS = [
-    ("auto", "Auto (match the reference)"),
-    ("16:9", "16:9 landscape"),
-    ("9:16", "9:16 portrait"),
-    ("1:1", "1:1 square"),
-]
+
+
+class CostSource(models.TextChoices):
+    PROVIDER = "provider", "billed by the provider"
+    COMPUTED = "computed", "computed from the output's duration"
+
+
+STATUS_KEY_SALT = "run-status"
 
 
 class RunQuerySet(models.QuerySet["Run"]):
-    def for_user(self, user: object) -> RunQuerySet:
-        return self.filter(user=user)
+    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> RunQuerySet:
+        return self.filter(user_id=user.pk)
+
+    def counted_here(self) -> RunQuerySet:
+        """The runs whose money counts on this instance now: real ones on the live gateway,
+        simulated ones on the simulator (so budgets can be tried there, and a simulated
+        "cost" never eats a real budget)."""
+        return self.filter(simulated=settings.SIMULATOR_ENABLED)
 
     def in_flight(self) -> RunQuerySet:
         return self.filter(status__in=ACTIVE)
@@ -110,12 +117,12 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(created_at__gte=start)
 
     def committed_micros(self) -> int:
-        """Money spent or promised: billed cost of finished runs, estimate of live ones."""
-        totals = self.aggregate(
-            billed=Sum("billed_cost_micros", filter=Q(status__in=FINAL)),
-            pending=Sum("estimated_cost_micros", filter=Q(status__in=ACTIVE)),
-        )
-        return (totals["billed"] or 0) + (totals["pending"] or 0)
+        """Money spent or promised: what was billed, else (a live run, or one whose billing
+        is unknown) the estimate."""
+        total = self.aggregate(total=Sum(Coalesce("billed_cost_micros", "estimated_cost_micros")))[
+            "total"
+        ]
+        return total or 0
 
     def billed_micros(self) -> int:
         return self.aggregate(total=Sum("billed_cost_micros"))["total"] or 0
@@ -132,9 +139,9 @@ class Run(models.Model):
     # From a hidden form field: a double-click or resubmit finds the run it already made.
     idempotency_key = models.UUIDField()
 
-    prompt = models.TextField(max_length=2500)
-    duration = models.PositiveSmallIntegerField(default=5)
-    aspect_ratio = models.CharField(max_length=8, choices=ASPECT_RATIOS, default="auto")
+    prompt = models.TextField(max_length=kling.PROMPT_MAX_CHARS)
+    duration = models.PositiveSmallIntegerField(default=kling.DEFAULT_DURATION)
+    aspect_ratio = models.CharField(max_length=8, choices=kling.ASPECT_RATIOS, default="auto")
     keep_audio = models.BooleanField(default=False)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -145,9 +152,18 @@ class Run(models.Model):
     # The last transient fault, shown while we keep trying ("the gateway is busy…").
     notice = models.CharField(max_length=500, blank=True)
 
+    # Money, in micro-dollars. The estimate is our price × the duration asked for; billed is
+    # the provider's own figure when it gives one, else computed from the output's duration
+    # (cost_source says which). None while unknown.
     estimated_cost_micros = models.BigIntegerField(default=0)
     billed_cost_micros = models.BigIntegerField(null=True, blank=True)
     billed_seconds = models.DecimalField(max_digits=8, decimal_places=3, null=True, blank=True)
+    cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True)
+    # A submit that may have reached the provider was then refused: a job may exist, and
+    # whether it was billed is unknown (the gateway's dashboard has the final word).
+    billing_unknown = models.BooleanField(default=False)
+    # Made by the built-in simulator: nothing is billed; costs are what it would bill.
+    simulated = models.BooleanField(default=False)
 
     result_url = models.TextField(blank=True)
     result = models.FileField(max_length=255, blank=True)
@@ -224,6 +240,10 @@ class Run(models.Model):
         )
 
     @property
+    def billing_difference_micros(self) -> int:
+        return (self.billed_cost_micros or 0) - self.estimated_cost_micros
+
+    @property
     def started_at(self) -> datetime:
         return self.submitted_at or self.created_at
 
@@ -237,16 +257,22 @@ class Run(models.Model):
 
     @property
     def status_key(self) -> str:
-        """A capability for this run's status poll, minted only into the owner's page.
+        """A capability for this run's live status poll, minted only into the owner's page.
 
-        The poll is the hottest endpoint (every open run page, every 2 s); with this key it
-        needs no session or user lookup, just one indexed read of the run.
+        It expires (STATUS_KEY_MAX_AGE_SECONDS) and travels in a header, never in a URL
+        that access logs keep. It opens the live card only; see runs/poll.py.
         """
-        return self.status_key_for(self.user_id, self.code)
+        return signing.TimestampSigner(salt=STATUS_KEY_SALT).sign(str(self.code))
 
     @staticmethod
-    def status_key_for(user_id: int, code: uuid.UUID) -> str:
-        return signing.Signer(salt="run-status").signature(f"{user_id}:{code}")
+    def code_for_status_key(key: str) -> str | None:
+        """The run code a status key was minted for, or None if forged or expired."""
+        try:
+            return signing.TimestampSigner(salt=STATUS_KEY_SALT).unsign(
+                key, max_age=settings.STATUS_KEY_MAX_AGE_SECONDS
+            )
+        except signing.BadSignature:
+            return None
 
     # --- The user's actions -----------------------------------------------------------------
 
@@ -254,7 +280,11 @@ class Run(models.Model):
         """Cancel now if nothing was sent yet; else ask the tracker to cancel at the provider."""
         now = timezone.now()
         if Run.objects.filter(pk=self.pk, status=Status.PENDING).update(
-            status=Status.CANCELLED, finished_at=now, billed_cost_micros=0, billed_seconds=0
+            status=Status.CANCELLED,
+            finished_at=now,
+            next_poll_at=None,
+            billed_cost_micros=0,
+            billed_seconds=0,
         ):
             self.refresh_from_db()
             return True
@@ -274,7 +304,11 @@ class Run(models.Model):
         self.share_token = None
         self.save(update_fields=["share_token"])
 
-    # --- The tracker's steps ----------------------------------------------------------------
+    # --- The tracker's transitions ------------------------------------------------------------
+    #
+    # Each is one conditional UPDATE from the state it expects, so a repeat after a crash,
+    # or a second process racing this one, changes nothing. The steps that call them (and do
+    # the HTTP, file and video work) are in runs/steps.py.
 
     @classmethod
     def claim_due(cls, limit: int, exclude: set[int]) -> list[Run]:
@@ -317,98 +351,30 @@ class Run(models.Model):
             )
         )
 
-    def advance(self, gateway: Gateway) -> None:
-        """Do the one next thing this run needs. Safe to repeat after a crash at any point."""
-        from playground.gateway import GatewayError
-
-        try:
-            if self.status in (Status.PENDING, Status.SUBMITTING):
-                self._submit(gateway)
-            elif self.status == Status.FETCHING:
-                self._fetch_result(gateway)  # the job is done and billed: a cancel is moot
-            elif self.cancel_requested and self.provider_job_id:
-                self._cancel_at_provider(gateway)
-            elif self.status in (Status.QUEUED, Status.PROCESSING):
-                self._poll(gateway)
-        except GatewayError as exc:
-            self._on_gateway_error(exc)
-
-    def _on_gateway_error(self, exc: object) -> None:
-        from playground.gateway import GatewayError
-
-        assert isinstance(exc, GatewayError)
-        if exc.retryable:
-            wait = max(exc.retry_after or 0, 5.0)
-            Run.objects.filter(pk=self.pk, status=self.status).update(
-                notice=f"{exc.message} Trying again shortly.",
-                next_poll_at=timezone.now() + timedelta(seconds=wait),
-            )
-            return
-        if self.status in (Status.PENDING, Status.SUBMITTING):
-            # The provider refused the job (key, credits, request): nothing was accepted,
-            # so the run ends here at $0.
-            self._finish(
-                Status.FAILED,
-                error_code=exc.code or str(exc.status or ""),
-                error_message=exc.message,
-            )
-            return
-        # A job the provider accepted may still run and bill, so a refusal now (a revoked
-        # key, say) doesn't end the run: it says so and tries again; the deadline still
-        # applies, and the result is still fetched if the job completes.
-        Run.objects.filter(pk=self.pk, status=self.status).update(
-            notice=exc.message, next_poll_at=timezone.now() + timedelta(seconds=60)
-        )
-
-    def _submit(self, gateway: Gateway) -> None:
-        from playground.runs.references import signed_reference_url
-
-        now = timezone.now()
-        if self.cancel_requested and self.status == Status.PENDING:
-            self._finish(Status.CANCELLED)  # nothing was ever sent
-            return
-        # A SUBMITTING run that was cancelled is still submitted (same idempotency key):
-        # a lost answer may hide a job the provider made, and only its id lets us cancel it.
-        # Claim: PENDING → SUBMITTING. A SUBMITTING run here is one whose worker died
-        # mid-call; resubmitting with the same idempotency key returns the same job.
-        if self.status == Status.PENDING and not Run.objects.filter(
-            pk=self.pk, status=Status.PENDING
-        ).update(status=Status.SUBMITTING):
-            return
+    def start_submitting(self) -> bool:
+        """PENDING → SUBMITTING, the claim before the paid call. False if another got it."""
+        if not Run.objects.filter(pk=self.pk, status=Status.PENDING).update(
+            status=Status.SUBMITTING
+        ):
+            return False
         self.status = Status.SUBMITTING
-        job = gateway.submit(
-            prompt=self.prompt,
-            duration=self.duration,
-            aspect_ratio=self.aspect_ratio,
-            video_url=signed_reference_url(self.reference),
-            keep_audio=self.keep_audio,
-            idempotency_key=str(self.code),
-            webhook_url=(webhook_url := webhook_url_for(self)),
-        )
+        return True
+
+    def record_submitted(self, job: Job, *, webhook: bool) -> None:
+        """SUBMITTING → QUEUED with the provider's job id (then its status, if further)."""
+        now = timezone.now()
         updated = Run.objects.filter(pk=self.pk, status=Status.SUBMITTING).update(
             provider_job_id=job.id,
             status=Status.QUEUED,
             submitted_at=now,
             notice="",
             provider_requests=models.F("provider_requests") + 1,
-            webhook_expected=bool(webhook_url),
-            next_poll_at=now + poll_interval(webhook=bool(webhook_url)),
+            webhook_expected=webhook,
+            next_poll_at=now + poll_interval(webhook=webhook),
         )
         self.refresh_from_db()
         if updated and job.status != "queued":
             self.apply_job(job)
-
-    def _poll(self, gateway: Gateway) -> None:
-        deadline = (self.submitted_at or self.created_at) + timedelta(
-            minutes=settings.RUN_DEADLINE_MINUTES
-        )
-        if timezone.now() > deadline:
-            self._give_up(gateway)
-            return
-        job = gateway.get_job(self.provider_job_id)  # counted by claim_due
-        self.apply_job(job)
-        if self.status == Status.FETCHING:
-            self._fetch_result(gateway)  # at once: the result is what the user waits for
 
     def apply_job(self, job: Job) -> None:
         """Take the provider's word for where the job is (from a poll or a webhook)."""
@@ -423,114 +389,77 @@ class Run(models.Model):
                 self.status, self.notice = job.status, ""
             return
         elif job.status == "completed":
-            # The provider bills the output it made: its duration, else what we asked for.
-            seconds = job.result_duration if job.result_duration else self.duration
-            runs.filter(status__in=active).update(
-                status=Status.FETCHING,
-                result_url=job.result_url,
-                provider_completed_at=now,
-                billed_seconds=round(seconds, 3),
-                billed_cost_micros=cost_of_seconds(seconds),
-                next_poll_at=now,
-                notice="",
-            )
+            if (
+                not runs.filter(status__in=active).update(
+                    status=Status.FETCHING,
+                    result_url=job.result_url,
+                    provider_completed_at=now,
+                    next_poll_at=now,
+                    notice="",
+                    **self._billing_for(job),
+                )
+                and job.cost_micros is not None
+            ):
+                # A poll saw the job complete first; the provider's own figure, arriving
+                # later in a webhook, replaces the one we computed.
+                runs.filter(
+                    status__in=[Status.FETCHING, Status.COMPLETED], cost_source=CostSource.COMPUTED
+                ).update(billed_cost_micros=job.cost_micros, cost_source=CostSource.PROVIDER)
         elif job.status == "failed":
-            self._finish(
+            self.finish(
                 Status.FAILED,
                 error_code=job.error_code or "failed",
                 error_message=job.error_message,
                 only_from=active,
             )
         elif job.status == "cancelled":
-            self._finish(Status.CANCELLED, only_from=[*active, Status.FETCHING])
+            self.finish(Status.CANCELLED, only_from=[*active, Status.FETCHING])
         self.refresh_from_db()
 
-    def _fetch_result(self, gateway: Gateway) -> None:
-        """Copy the result into our storage, take a poster, and finish the run."""
-        from playground.gateway import GatewayError
-
-        target = media_path("results", f"{self.code}.mp4")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        since = self.provider_completed_at or timezone.now()
-        if timezone.now() - since > timedelta(minutes=settings.RUN_DEADLINE_MINUTES):
-            # The provider made (and billed) the video but we could never fetch it.
-            self._finish(
-                Status.FAILED,
-                error_code="result_unavailable",
-                error_message="The provider finished the job, but its result could not be "
-                "downloaded before the deadline. It was billed; the gateway dashboard may "
-                "still offer the file.",
-                only_from=[Status.FETCHING],
-                keep_billing=True,
+    def _billing_for(self, job: Job) -> dict[str, object]:
+        """What a completed job cost: the provider's figure when it gives one, else the
+        output it made (its duration, or what we asked for) at the list price."""
+        seconds = job.result_duration if job.result_duration else self.duration
+        billing: dict[str, object] = {"billed_seconds": round(seconds, 3)}
+        if job.cost_micros is not None:
+            billing.update(billed_cost_micros=job.cost_micros, cost_source=CostSource.PROVIDER)
+        else:
+            billing.update(
+                billed_cost_micros=cost_of_seconds(seconds), cost_source=CostSource.COMPUTED
             )
-            return
-        try:
-            gateway.download(self.result_url, target)
-        except GatewayError as exc:
-            if exc.code != "result_url_expired":
-                raise
-            # Signed result URLs expire: ask the provider for a fresh one, then retry.
-            job = gateway.get_job(self.provider_job_id)
-            self._count_request()
-            if not job.result_url or job.result_url == self.result_url:
-                raise GatewayError(
-                    "The result link expired and no new one was given.",
-                    code="result_url_expired",
-                    retryable=True,
-                ) from exc
-            Run.objects.filter(pk=self.pk).update(result_url=job.result_url)
-            gateway.download(job.result_url, target)
-        self._count_request()
-        poster = target.with_suffix(".jpg")
-        facts = video.probe(target)
-        video.save_poster(target, poster)
+        return billing
+
+    def record_result_url(self, url: str) -> None:
+        Run.objects.filter(pk=self.pk).update(result_url=url)
+        self.result_url = url
+
+    def complete(self, *, result: str, poster: str, facts: video.VideoFacts | None) -> None:
+        """FETCHING → COMPLETED with the copied result (and its poster, when one was made)."""
         Run.objects.filter(pk=self.pk, status=Status.FETCHING).update(
             status=Status.COMPLETED,
             finished_at=timezone.now(),
+            next_poll_at=None,
             notice="",
-            result=f"results/{target.name}",
-            poster=f"results/{poster.name}",
-            result_width=facts.width,
-            result_height=facts.height,
-            result_fps=facts.fps,
+            result=result,
+            poster=poster,
+            result_width=facts.width if facts else None,
+            result_height=facts.height if facts else None,
+            result_fps=facts.fps if facts else None,
         )
         self.refresh_from_db()
 
-    def _cancel_at_provider(self, gateway: Gateway) -> None:
-        from playground.gateway import GatewayError
-
-        try:
-            gateway.cancel(self.provider_job_id)
-        except GatewayError as exc:
-            if exc.status == 404:  # the provider no longer knows the job: nothing runs
-                self._finish(Status.CANCELLED, only_from=[Status.QUEUED, Status.PROCESSING])
-                return
-            if exc.status != 409:  # 409: it finished first; the poll will pick that up
-                raise
-            Run.objects.filter(pk=self.pk).update(
-                cancel_requested=False, next_poll_at=timezone.now()
-            )
-            return
-        self._count_request()
-        self._finish(Status.CANCELLED, only_from=[Status.QUEUED, Status.PROCESSING])
-
-    def _give_up(self, gateway: Gateway) -> None:
-        from playground.gateway import GatewayError
-
-        try:
-            gateway.cancel(self.provider_job_id)
-            self._count_request()
-        except GatewayError as exc:
-            log.warning("run %s: cancel after deadline failed: %s", self.code, exc)
-        self._finish(
-            Status.TIMED_OUT,
-            error_code="timed_out",
-            error_message=f"The provider did not finish within {settings.RUN_DEADLINE_MINUTES} "
-            "minutes, so the job was cancelled.",
-            only_from=[Status.QUEUED, Status.PROCESSING],
+    def wait_and_retry(self, notice: str, seconds: float) -> None:
+        """Stay where we are, say why on the card, and come back after `seconds`."""
+        Run.objects.filter(pk=self.pk, status=self.status).update(
+            notice=notice[:500], next_poll_at=timezone.now() + timedelta(seconds=seconds)
         )
 
-    def _finish(
+    def drop_cancel_request(self) -> None:
+        """The provider says the job finished first: poll it now and take what it made."""
+        Run.objects.filter(pk=self.pk).update(cancel_requested=False, next_poll_at=timezone.now())
+        self.refresh_from_db()
+
+    def finish(
         self,
         status: str,
         *,
@@ -538,10 +467,14 @@ class Run(models.Model):
         error_message: str = "",
         only_from: list[str] | None = None,
         keep_billing: bool = False,
-        **extra: object,
+        billing_unknown: bool = False,
     ) -> None:
-        """End the run. Cost: none is billed for a job that produced nothing."""
-        if not keep_billing:
+        """End the run. Cost: none is billed for a job that produced nothing, unless the
+        provider may have made one we can't see (then billing is unknown, not $0)."""
+        extra: dict[str, object] = {}
+        if billing_unknown:
+            extra.update(billed_cost_micros=None, billed_seconds=None, billing_unknown=True)
+        elif not keep_billing:
             extra.update(billed_cost_micros=0, billed_seconds=0)
         Run.objects.filter(pk=self.pk, status__in=only_from or ACTIVE).update(
             status=status,
@@ -554,7 +487,7 @@ class Run(models.Model):
         )
         self.refresh_from_db()
 
-    def _count_request(self) -> None:
+    def count_request(self) -> None:
         Run.objects.filter(pk=self.pk).update(provider_requests=models.F("provider_requests") + 1)
 
 
@@ -566,12 +499,16 @@ def poll_interval(*, webhook: bool) -> timedelta:
     return timedelta(seconds=settings.POLL_INTERVAL_SECONDS + 0.3)
 
 
-def webhook_url_for(run: Run) -> str:
-    from playground.runs.references import public_base_url, webhooks_enabled
+class WebhookEvent(models.Model):
+    """A webhook delivery already applied, by the gateway's event id: a replay (the gateway
+    retries, an attacker resends) finds it here and changes nothing."""
 
-    if not webhooks_enabled():
-        return ""
-    return public_base_url() + reverse("webhook")
+    event_id = models.CharField(max_length=128, unique=True)
+    job_id = models.CharField(max_length=128, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.event_id
 
 
 class TrackerLease(models.Model):

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.conf import settings
+from playground.kling import PRICE_PER_SECOND_MICROS
 
 MICROS = 1_000_000
 
 
 def cost_of_seconds(seconds: float | Decimal) -> int:
     """What the provider bills for this much output video, in micro-dollars."""
-    exact = Decimal(str(seconds)) * settings.PRICE_PER_SECOND_MICROS
+    exact = Decimal(str(seconds)) * PRICE_PER_SECOND_MICROS
     return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 

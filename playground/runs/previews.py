@@ -11,8 +11,11 @@ from fractions import Fraction
 
 import av
 from django.db import transaction
+from django_q.tasks import async_task
 
-from playground.runs.models import Reference, media_path
+from playground.lib import video
+from playground.lib.media import media_path
+from playground.runs.models import Reference
 
 log = logging.getLogger(__name__)
 PREVIEW_MAX_SIDE = 1280
@@ -21,8 +24,6 @@ PREVIEW_MAX_SIDE = 1280
 def schedule_preview(reference: Reference) -> None:
     if not reference.needs_preview:
         return
-    from django_q.tasks import async_task
-
     transaction.on_commit(
         lambda: async_task(
             "playground.runs.previews.make_preview",
@@ -40,25 +41,16 @@ def make_preview(reference_pk: int) -> str:
     source = media_path(reference.file.name)
     target = source.with_name("preview.mp4")
     part = source.with_name("preview.part.mp4")
-    with (
-        av.open(str(source)) as inp,
-        av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"}) as out,
-    ):
+    with av.open(str(source)) as inp, video.open_mp4(part) as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
-        scale = min(1.0, PREVIEW_MAX_SIDE / max(reference.width, reference.height))
-        width = max(2, int(reference.width * scale) // 2 * 2)
-        height = max(2, int(reference.height * scale) // 2 * 2)
+        width, height = video.fit_within(reference.width, reference.height, PREVIEW_MAX_SIDE)
         rate = Fraction(vin.average_rate or 30).limit_denominator(1001)
-        vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-        vout.options = {"preset": "veryfast", "crf": "23"}
+        vout = video.add_h264(out, width, height, rate)
         ain = inp.streams.audio[0] if inp.streams.audio else None
         aout = None
         if ain is not None:
-            aout = out.add_stream("aac", rate=48000)
-            aout.layout = "stereo"
-            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
+            aout, resampler = video.add_aac(out)
         streams = [vin] + ([ain] if ain is not None else [])
         index = 0
         samples = 0

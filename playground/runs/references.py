@@ -14,7 +14,9 @@ from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 
 from playground.lib import video
-from playground.runs.models import Reference, media_path
+from playground.lib.media import media_path
+from playground.runs.models import Reference
+from playground.runs.previews import schedule_preview
 
 SIGNING_SALT = "playground.reference-url"
 
@@ -137,7 +139,5 @@ def store_upload(user: object, upload: UploadedFile) -> Reference:
         size=facts.size,
         has_audio=facts.has_audio,
     )
-    from playground.runs.previews import schedule_preview
-
     schedule_preview(reference)
     return reference

@@ -9,15 +9,14 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django_q.signals import post_spawn
 
-from playground.runs.models import media_path
+from playground.lib.media import media_path
+from playground.runs.tracker import sweep
 
 log = logging.getLogger(__name__)
 
 
 @receiver(post_spawn)
 def resume_tracking(sender: object, proc_name: str, **kwargs: object) -> None:
-    from playground.runs.tracker import sweep
-
     try:
         sweep()
     except Exception:  # a worker must start even if the database is briefly unavailable

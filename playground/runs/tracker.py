@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from playground.gateway import Gateway, Job, gateway_from_settings
+from playground.runs import steps
 from playground.runs.models import Run, TrackerLease
 
 log = logging.getLogger(__name__)
@@ -99,46 +100,49 @@ def track(slice_seconds: float | None = None) -> str:
         return "another tracker holds the lease"
     slice_seconds = settings.TRACKER_SLICE_SECONDS if slice_seconds is None else slice_seconds
     try:
-        steps = run_loop(holder, time.monotonic() + slice_seconds)
+        taken = run_loop(holder, time.monotonic() + slice_seconds)
     finally:
         release_lease(holder)
     if Run.objects.in_flight().exists():
         ensure_tracker()
-    return f"{steps} steps"
+    return f"{taken} steps"
 
 
 def run_loop(holder: str, until: float) -> int:
     """Claim due runs and advance them on a pool until `until` (monotonic) passes."""
     threads = settings.TRACKER_THREADS
     in_flight: dict[int, Future[None]] = {}
-    steps = 0
+    taken = 0
     client = gateway_from_settings(attempts=2, retry_timeout=10)
     gateway = PacedGateway(client)
     with ThreadPoolExecutor(threads, thread_name_prefix="tracker") as pool:
         try:
             last_renew = time.monotonic()
-            while time.monotonic() < until:
+            while True:
                 for pk in [pk for pk, future in in_flight.items() if future.done()]:
                     in_flight.pop(pk).result()
-                room = threads * 2 - len(in_flight)
-                claimed = Run.claim_due(room, exclude=set(in_flight)) if room else []
-                for run in claimed:
-                    in_flight[run.pk] = pool.submit(_advance, run, gateway)
-                steps += len(claimed)
+                claiming = time.monotonic() < until
+                if not claiming and not in_flight:
+                    break
+                # Renewed for as long as any step runs, the slice's last ones included: a
+                # lapsed lease would let a second tracker start the same runs.
                 if time.monotonic() - last_renew > lease_seconds() / 3:
                     if not claim_lease(holder):
                         log.warning("tracker lost its lease; stopping")
                         break
                     last_renew = time.monotonic()
+                room = threads * 2 - len(in_flight)
+                claimed = Run.claim_due(room, exclude=set(in_flight)) if claiming and room else []
+                for run in claimed:
+                    in_flight[run.pk] = pool.submit(_advance, run, gateway)
+                taken += len(claimed)
                 if not claimed:
-                    if not in_flight and not Run.objects.in_flight().exists():
+                    if claiming and not in_flight and not Run.objects.in_flight().exists():
                         break  # nothing to track: free the worker
                     time.sleep(0.2)
-            for future in in_flight.values():
-                future.result()
         finally:
             client.close()
-    return steps
+    return taken
 
 
 # When each job was last polled from this process, across tracker slices.
@@ -160,8 +164,11 @@ class PacedGateway:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.interval = settings.POLL_INTERVAL_SECONDS + POLL_MARGIN_SECONDS
+        self.submit = gateway.submit
+        self.cancel = gateway.cancel
+        self.download = gateway.download
 
-    def get_job(self, job_id: str) -> Job:
+    def get_job(self, job_id: str) -> Job | None:
         with _last_poll_lock:
             now = time.monotonic()
             send_at = max(now, _last_poll.get(job_id, 0.0) + self.interval)
@@ -174,13 +181,10 @@ class PacedGateway:
         # One request: a retry a moment later would break the rule; the next turn retries.
         return self.gateway.get_job(job_id, retry=False)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.gateway, name)
 
-
-def _advance(run: Run, gateway: object) -> None:
+def _advance(run: Run, gateway: PacedGateway) -> None:
     try:
-        run.advance(gateway)  # type: ignore[arg-type]
+        steps.advance(run, gateway)
     except Exception:
         # A bug or a broken file must not stop the loop for everybody else; the run's
         # lease expires and it is tried again, and the log says why.

@@ -7,12 +7,10 @@ import uuid
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
-from django.utils import timezone
 from django.views.decorators.http import (
     require_GET,
     require_http_methods,
@@ -22,10 +20,13 @@ from django.views.decorators.http import (
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
+from playground import kling
+from playground.lib.media import media_path
 from playground.lib.ranged import ranged_file_response
-from playground.runs.forms import GenerateForm, budget_left_micros
-from playground.runs.models import Reference, Run, media_path
-from playground.runs.money import cost_of_seconds, usd
+from playground.runs.forms import GenerateForm
+from playground.runs.limits import LimitReached, budget_left_micros, create_run
+from playground.runs.models import Reference, Run
+from playground.runs.money import cost_of_seconds
 from playground.runs.poll import status_card_response
 from playground.runs.references import reference_for_token
 from playground.runs.tracker import ensure_tracker
@@ -57,10 +58,14 @@ def generate(request: HttpRequest) -> HttpResponse:
             return redirect(existing)
         form = GenerateForm(request.POST, request.FILES, user=request.user)
         if form.is_valid():
-            run = _create_run(request, form)
-            if request.htmx:  # the form posts through htmx for its upload progress bar
-                return HttpResponseClientRedirect(run.get_absolute_url())
-            return redirect(run)
+            try:
+                run = _create_run(request, form)
+            except LimitReached as exc:  # another request got there first
+                form.add_error(None, str(exc))
+            else:
+                if request.htmx:  # the form posts through htmx for its upload progress bar
+                    return HttpResponseClientRedirect(run.get_absolute_url())
+                return redirect(run)
     else:
         form = GenerateForm(user=request.user, initial=_initial_from(request))
     duration = form["duration"].value()
@@ -70,7 +75,9 @@ def generate(request: HttpRequest) -> HttpResponse:
         {
             "form": form,
             "price_micros": cost_of_seconds(1),
-            "estimate_micros": cost_of_seconds(int(duration) if str(duration).isdigit() else 5),
+            "estimate_micros": cost_of_seconds(
+                int(duration) if str(duration).isdigit() else kling.DEFAULT_DURATION
+            ),
             "budget_left": budget_left_micros(request.user),
             "recent": Run.objects.for_user(request.user).select_related("reference")[:4],
         },
@@ -107,22 +114,17 @@ def _is_uuid(value: str) -> bool:
 
 def _create_run(request: HttpRequest, form: GenerateForm) -> Run:
     data = form.cleaned_data
-    try:
-        with transaction.atomic():
-            run = Run.objects.create(
-                user=request.user,
-                reference=form.stored_reference,
-                idempotency_key=data["idempotency_key"],
-                prompt=data["prompt"],
-                duration=data["duration"],
-                aspect_ratio=data["aspect_ratio"],
-                keep_audio=data["keep_audio"],
-                estimated_cost_micros=cost_of_seconds(data["duration"]),
-                next_poll_at=timezone.now(),
-            )
-            transaction.on_commit(ensure_tracker)
-    except IntegrityError:  # the same form won a race in another request
-        return Run.objects.get(user=request.user, idempotency_key=data["idempotency_key"])
+    run = create_run(
+        request.user,
+        reference=form.stored_reference,
+        idempotency_key=data["idempotency_key"],
+        prompt=data["prompt"],
+        duration=data["duration"],
+        aspect_ratio=data["aspect_ratio"],
+        keep_audio=data["keep_audio"],
+        estimated_cost_micros=cost_of_seconds(data["duration"]),
+    )
+    ensure_tracker()
     return run
 
 
@@ -179,8 +181,10 @@ def history(request: HttpRequest) -> HttpResponse:
         "runs/history.html",
         {
             "page": page,
-            "total_billed": usd(runs.billed_micros()),
-            "month_committed": usd(runs.this_month().committed_micros()),
+            # Real money and the simulator's make-believe are never added together.
+            "billed_micros": runs.filter(simulated=False).billed_micros(),
+            "simulated_micros": runs.filter(simulated=True).billed_micros(),
+            "month_committed_micros": runs.counted_here().this_month().committed_micros(),
             "budget_left": budget_left_micros(request.user),
             "in_flight": runs.in_flight().count(),
         },

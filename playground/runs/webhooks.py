@@ -2,7 +2,10 @@
 
 The gateway signs HMAC-SHA256 over "{timestamp}.{raw_body}". Header names vary between
 its docs: `aig-signature` + `aig-timestamp`, or `X-Gateway-Signature: t=…,v1=…`; both are
-taken. Unsigned, forged or stale calls get a 4xx and change nothing.
+taken. Unsigned, forged or stale calls get a 4xx and change nothing. The body is either
+AIgateway's event envelope or the bare job record (see `Job.from_webhook`); an event
+already applied (same event id) is answered 200 and changes nothing. The answer comes at
+once (a DB write); the result is copied by the tracker, well inside the gateway's 10 s.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ import time
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from playground.gateway import GatewayError, Job
-from playground.runs.models import Run
+from playground.runs.models import Run, WebhookEvent
 from playground.runs.tracker import ensure_tracker
 
 TOLERANCE_SECONDS = 300
@@ -43,6 +47,8 @@ def verify(timestamp: str, signature: str, body: bytes, *, now: float | None = N
         return "webhooks are not configured"
     if not timestamp or not signature:
         return "missing signature"
+    if not (timestamp.isascii() and signature.isascii()):
+        return "bad signature"
     try:
         age = abs((now or time.time()) - int(timestamp))
     except ValueError:
@@ -65,12 +71,20 @@ def gateway_webhook(request: HttpRequest) -> HttpResponse:
     if problem := verify(timestamp, signature, request.body):
         return JsonResponse({"error": problem}, status=401 if "signature" in problem else 400)
     try:
-        job = Job.from_body(json.loads(request.body))
+        event_id, job = Job.from_webhook(json.loads(request.body))
     except (ValueError, GatewayError):
         return JsonResponse({"error": "malformed body"}, status=400)
-    run = Run.objects.filter(provider_job_id=job.id).first()
-    if run is None:
-        return JsonResponse({"ok": True, "known": False})  # 2xx: don't make it retry for a day
-    run.apply_job(job)
+    with transaction.atomic():
+        if event_id:
+            _, new = WebhookEvent.objects.get_or_create(
+                event_id=event_id[:128], defaults={"job_id": job.id[:128]}
+            )
+            if not new:
+                return JsonResponse({"ok": True, "duplicate": True})
+        run = Run.objects.filter(provider_job_id=job.id).first()
+        if run is None:
+            # 2xx: a job we don't know (deleted run) must not be retried for a day.
+            return JsonResponse({"ok": True, "known": False})
+        run.apply_job(job)
     ensure_tracker()  # a completed job is copied by the tracker right away
     return JsonResponse({"ok": True, "status": run.status})

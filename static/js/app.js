@@ -27,17 +27,17 @@
     });
   }
 
-  const MAX_UPLOAD = 200 * 1024 * 1024;
-
   function wireDropzone(root) {
     root.querySelectorAll("[data-dropzone]").forEach((zone) => {
       const input = zone.querySelector("input[type=file]");
+      // The limit comes from the page (the server's one source), said as the server says it.
+      const maxBytes = Number(zone.dataset.maxBytes);
       // Say at once when a file is over the limit, instead of after uploading it.
       input.addEventListener("change", () => {
         const file = input.files[0];
-        const tooBig = file && file.size > MAX_UPLOAD;
+        const tooBig = file && file.size > maxBytes;
         input.setCustomValidity(tooBig ? "This file is " + (file.size / 1048576).toFixed(1) +
-          " MB; the limit is 200 MB." : "");
+          " MB; the limit is " + zone.dataset.maxLabel + "." : "");
         if (tooBig) input.reportValidity();
       });
       ["dragenter", "dragover"].forEach((name) => zone.addEventListener(name, (event) => {

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django import template
 
+from playground.runs.models import Run
 from playground.runs.money import usd as format_usd
 
 register = template.Library()
@@ -12,6 +13,19 @@ register = template.Library()
 @register.filter
 def usd(micros: int | None) -> str:
     return format_usd(micros)
+
+
+@register.filter
+def signed_usd(micros: int) -> str:
+    """+$0.042 or −$0.042: how far a bill is from its estimate."""
+    return ("+" if micros >= 0 else "−") + format_usd(abs(micros))
+
+
+@register.inclusion_tag("runs/billed.html")
+def billed(run: Run) -> dict[str, Run]:
+    """A run's cost as the history and the run page show it: billed or estimated, the
+    provider's figure or ours, simulated or real, or unknown."""
+    return {"run": run}
 
 
 @register.filter

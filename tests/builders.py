@@ -1,0 +1,116 @@
+"""The one home for test data: users, references and runs in each state, with real files
+where a test needs them (the `clip` fixture's small MP4 and its poster)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from playground.lib import video
+from playground.lib.media import media_path
+from playground.runs.models import FINAL, Reference, Run
+
+Clip = tuple[Path, Path]  # (an MP4, a JPEG poster of it)
+
+
+def make_user(username: str = "someone") -> User:
+    return User.objects.create_user(username, password=f"pw-{username}-123")
+
+
+def make_reference(user: User, clip: Clip | None = None, **fields: Any) -> Reference:
+    """A Reference row as an upload leaves it; with `clip`, its files are on disk too."""
+    code = uuid.uuid4()
+    if clip is not None:
+        folder = media_path(f"references/{code}")
+        folder.mkdir(parents=True)
+        shutil.copyfile(clip[0], folder / "original.mp4")
+        shutil.copyfile(clip[1], folder / "poster.jpg")
+    values: dict[str, Any] = {
+        "name": clip[0].name if clip else "earlier.mp4",
+        "file": f"references/{code}/original.mp4",
+        "poster": f"references/{code}/poster.jpg" if clip else "",
+        "format_name": video.MP4_FAMILY,
+        "codec": "h264",
+        "width": 320 if clip else 960,
+        "height": 240 if clip else 720,
+        "fps": 24,
+        "duration": 1.0 if clip else 3.5,
+        "size": clip[0].stat().st_size if clip else 1_000_000,
+        **fields,
+    }
+    return Reference.objects.create(code=code, user=user, **values)
+
+
+def make_run(
+    user: User,
+    clip: Clip | None = None,
+    *,
+    status: str = "completed",
+    reference: Reference | None = None,
+    **fields: Any,
+) -> Run:
+    """A run as the tracker would leave it in `status`; a completed one made with `clip` has
+    its result and poster on disk. Simulated when the instance runs on its simulator, as
+    the Generate form makes them."""
+    code = uuid.uuid4()
+    now = timezone.now()
+    values: dict[str, Any] = {
+        "prompt": f"@Video1 as a watercolour {code.hex[:6]}",
+        "duration": 3,
+        "estimated_cost_micros": 504_000,
+        "simulated": settings.SIMULATOR_ENABLED,
+    }
+    if status != "pending":
+        values["submitted_at"] = now - timedelta(seconds=65)
+    if status == "completed":
+        values |= {
+            "billed_cost_micros": 504_000,
+            "billed_seconds": 3,
+            "cost_source": "computed",
+            "finished_at": now,
+            "result_width": 320,
+            "result_height": 240,
+            "result_fps": 24.0,
+        }
+        if clip is not None:
+            results = media_path("results")
+            results.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(clip[0], results / f"{code}.mp4")
+            shutil.copyfile(clip[1], results / f"{code}.jpg")
+            values |= {"result": f"results/{code}.mp4", "poster": f"results/{code}.jpg"}
+    elif status in FINAL:
+        values |= {"billed_cost_micros": 0, "billed_seconds": 0, "finished_at": now}
+    values.update(fields)
+    return Run.objects.create(
+        code=code,
+        user=user,
+        reference=reference or make_reference(user, clip),
+        idempotency_key=uuid.uuid4(),
+        status=status,
+        **values,
+    )
+
+
+def make_runs(user: User, reference: Reference, *statuses: str, **fields: Any) -> list[Run]:
+    return [make_run(user, status=status, reference=reference, **fields) for status in statuses]
+
+
+def generate_data(video_file: Path | None = None, **overrides: object) -> dict[str, Any]:
+    """The Generate form's fields, as a browser posts them."""
+    data: dict[str, Any] = {
+        "prompt": "@Video1 at golden hour, warm light",
+        "duration": 3,
+        "aspect_ratio": "auto",
+        "idempotency_key": str(uuid.uuid4()),
+    }
+    if video_file is not None:
+        data["reference_video"] = video_file.open("rb")
+    data.update(overrides)
+    return data
