@@ -9,10 +9,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from playground.gateway import Gateway
+from playground.kling import MODEL_ID
 from playground.lib import video
 from playground.lib.media import media_path
 from playground.runs.models import FINAL, Reference, Run
@@ -114,3 +117,38 @@ def generate_data(video_file: Path | None = None, **overrides: object) -> dict[s
         data["reference_video"] = video_file.open("rb")
     data.update(overrides)
     return data
+
+
+# --- The provider, scripted (only for faults the simulator cannot produce) ---------------
+
+
+class ScriptedProvider:
+    """A gateway that answers from a script, and logs every request it got.
+
+    `routes` maps (method, path or host) to a function of the request giving a response;
+    anything else is a 404. It plugs in at the one seam, the Gateway's httpx transport.
+    """
+
+    def __init__(self, routes: dict[tuple[str, str], Any]) -> None:
+        self.routes = routes
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.method, request.url.path))
+        for key in ((request.method, request.url.path), (request.method, request.url.host)):
+            if key in self.routes:
+                answer = self.routes[key]
+                return answer(request) if callable(answer) else answer
+        return httpx.Response(404, json={"error": {"message": "Not found", "type": "not_found"}})
+
+    def count(self, method: str, path: str) -> int:
+        return sum(1 for call in self.calls if call == (method, path))
+
+    def gateway(self, **options: Any) -> Gateway:
+        return Gateway(
+            "https://gateway.test",
+            "sk-test",
+            model=MODEL_ID,
+            transport=httpx.MockTransport(self),
+            **{"attempts": 1, "timeout": 5.0, **options},
+        )

@@ -1,0 +1,202 @@
+"""The tracker's guarantees where the provider misbehaves in ways the simulator can't show:
+the lease outlives slow steps, the deadline never throws away a billed job, and a result
+our own probe can't read is not downloaded again and again."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from playground.lib import video
+from playground.runs import steps
+from playground.runs.models import Run
+from playground.runs.tracker import claim_lease, new_holder, release_lease, run_loop
+from tests.builders import ScriptedProvider, make_run
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PRICE = 168_000
+JOB = "job_abc123"
+JOB_PATH = f"/v1/jobs/{JOB}"
+RESULT = "https://cdn.test/out.mp4"
+
+
+def completed(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        200, json={"id": JOB, "status": "completed", "result": {"url": RESULT, "duration": 3.0}}
+    )
+
+
+def live_run(owner, clip, **fields) -> Run:
+    values = {"status": "processing", "provider_job_id": JOB, "next_poll_at": timezone.now()}
+    return make_run(owner, clip, **{**values, **fields})
+
+
+def advance_until_final(run: Run, provider: ScriptedProvider, turns: int = 5) -> Run:
+    gateway = provider.gateway()
+    for _ in range(turns):
+        run.refresh_from_db()
+        if run.is_final:
+            break
+        steps.advance(run, gateway)
+    run.refresh_from_db()
+    return run
+
+
+# --- the lease ------------------------------------------------------------------------------
+
+
+def test_it_keeps_the_lease_while_a_step_outlasts_it(owner, clip, settings, monkeypatch):
+    """The slice ends while a poll is still waiting on the provider: the lease must be
+    renewed while the loop waits, so no second tracker starts on the same run."""
+    settings.TRACKER_LEASE_SECONDS = 1
+    settings.TRACKER_THREADS = 1
+    run = live_run(owner, clip)
+    polls = []
+
+    def slow_poll(request: httpx.Request) -> httpx.Response:
+        polls.append(time.monotonic())
+        time.sleep(3)  # three leases long
+        return httpx.Response(200, json={"id": JOB, "status": "processing"})
+
+    provider = ScriptedProvider({("GET", JOB_PATH): slow_poll})
+    monkeypatch.setattr("playground.runs.tracker.gateway_from_settings", provider.gateway)
+    first, second = new_holder(), new_holder()
+    assert claim_lease(first)
+    loop = threading.Thread(target=run_loop, args=(first, time.monotonic() + 0.3))
+    loop.start()
+    taken_by_second = []
+    while loop.is_alive():
+        if claim_lease(second):
+            taken_by_second.append(time.monotonic())
+            release_lease(second)
+        time.sleep(0.1)
+    loop.join()
+
+    assert len(polls) == 1
+    assert taken_by_second == [], "a second tracker took the lease while a step ran"
+    run.refresh_from_db()
+    assert run.status == "processing" and run.provider_requests == 1
+
+
+def test_it_gives_every_download_attempt_a_file_of_its_own(tmp_path):
+    """Two downloads of one result at once (two trackers, or a retry overlapping a slow
+    one) never write into the same temporary file."""
+    started = threading.Barrier(2)
+    seen: set[str] = set()
+
+    def slow_file(request: httpx.Request) -> httpx.Response:
+        started.wait(timeout=5)
+        seen.update(p.name for p in tmp_path.glob("*.part"))
+        return httpx.Response(200, content=b"x" * 1000)
+
+    gateway = ScriptedProvider({("GET", "cdn.test"): slow_file}).gateway()
+    dest = tmp_path / "result.mp4"
+    threads = [threading.Thread(target=gateway.download, args=(RESULT, dest)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert dest.read_bytes() == b"x" * 1000
+    assert not list(tmp_path.glob("*.part"))
+    assert all(name.startswith("result.mp4.") for name in seen)
+
+
+# --- the deadline ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def past_deadline(owner, clip, settings) -> Run:
+    settings.RUN_DEADLINE_MINUTES = 20
+    return live_run(owner, clip, submitted_at=timezone.now() - timedelta(minutes=21))
+
+
+def test_it_fetches_and_bills_a_job_that_finished_as_the_deadline_passed(past_deadline, clip):
+    finished = httpx.Response(
+        409, json={"error": {"message": "The job has already finished.", "code": "job_finished"}}
+    )
+    provider = ScriptedProvider(
+        {
+            ("POST", f"{JOB_PATH}/cancel"): finished,
+            ("GET", JOB_PATH): completed,
+            ("GET", "cdn.test"): httpx.Response(200, content=clip[0].read_bytes()),
+        }
+    )
+
+    run = advance_until_final(past_deadline, provider)
+
+    assert run.status == "completed", (run.status, run.error_message)
+    assert run.billed_cost_micros == 3 * PRICE and run.cost_source == "computed"
+    assert Path(run.result.path).read_bytes() == clip[0].read_bytes()
+
+
+def test_it_keeps_trying_to_cancel_after_the_deadline_when_the_gateway_is_down(past_deadline):
+    busy = httpx.Response(503, json={"error": {"message": "Busy.", "type": "server_error"}})
+    provider = ScriptedProvider(
+        {
+            ("POST", f"{JOB_PATH}/cancel"): busy,
+            ("GET", JOB_PATH): httpx.Response(200, json={"id": JOB, "status": "processing"}),
+        }
+    )
+    steps.advance(past_deadline, provider.gateway())
+    past_deadline.refresh_from_db()
+    assert past_deadline.status == "processing"  # not "timed out at $0" while it may run on
+    assert "cancelling it at the provider failed" in past_deadline.notice
+
+    Run.objects.filter(pk=past_deadline.pk).update(
+        submitted_at=timezone.now() - timedelta(minutes=20 + steps.CANCEL_GRACE_MINUTES + 1)
+    )
+    run = advance_until_final(past_deadline, provider)
+    assert run.status == "timed_out"
+    assert run.billing_unknown and run.billed_cost_micros is None
+    assert "unknown" in run.error_message
+
+
+def test_it_times_out_a_job_the_provider_cancelled(past_deadline):
+    provider = ScriptedProvider(
+        {
+            ("POST", f"{JOB_PATH}/cancel"): httpx.Response(
+                200, json={"id": JOB, "status": "cancelled"}
+            )
+        }
+    )
+    run = advance_until_final(past_deadline, provider)
+    assert run.status == "timed_out" and run.billed_cost_micros == 0
+    assert provider.count("POST", f"{JOB_PATH}/cancel") == 1
+
+
+# --- our own steps failing on a billed result -------------------------------------------------
+
+
+def test_it_fails_once_on_a_result_that_is_no_video_and_never_downloads_it_again(owner, clip):
+    provider = ScriptedProvider(
+        {("GET", JOB_PATH): completed, ("GET", "cdn.test"): httpx.Response(200, content=b"<html>")}
+    )
+    run = advance_until_final(live_run(owner, clip), provider, turns=10)
+
+    assert run.status == "failed" and run.error_code == "result_unreadable"
+    assert run.billed_cost_micros == 3 * PRICE  # the provider billed it all the same
+    assert provider.count("GET", "/out.mp4") == 1
+
+
+def test_it_completes_without_a_poster_when_the_poster_step_fails(owner, clip, monkeypatch):
+    def broken_poster(*args: object, **kwargs: object) -> None:
+        raise video.UnreadableVideo("no frame could be decoded for a poster")
+
+    monkeypatch.setattr(video, "save_poster", broken_poster)
+    provider = ScriptedProvider(
+        {
+            ("GET", JOB_PATH): completed,
+            ("GET", "cdn.test"): httpx.Response(200, content=clip[0].read_bytes()),
+        }
+    )
+    run = advance_until_final(live_run(owner, clip), provider, turns=10)
+
+    assert run.status == "completed" and run.result and not run.poster
+    assert provider.count("GET", "/out.mp4") == 1
