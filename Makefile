@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `exec`: serve replaces the recipe's shell, so make waits for serve itself and `make run`
+# returns only once every process it started has stopped.
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	PORT=$(PORT) $(BIN)/python manage.py serve
+	PORT=$(PORT) exec $(BIN)/python manage.py serve
 
 # Browser tests need Debian's chromium; install it when missing (needs root or sudo).
 chromium:

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -27,8 +29,19 @@ def _secret_key() -> str:
         return key
     path = VAR_DIR / "secret_key"
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
-        path.chmod(0o600)
+        # Readable by the owner only from the first byte (mkstemp opens with O_CREAT|O_EXCL
+        # and mode 0600, whatever the umask), and complete before it has its name: a hard
+        # link never replaces a file, so when two processes start at once the loser gets
+        # FileExistsError and reads the winner's key, never a half-written one.
+        fd, tmp = tempfile.mkstemp(dir=VAR_DIR, prefix=".secret_key.")
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(50))
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 
@@ -57,6 +70,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_q",
     "template_partials",
+    "axes",
     "playground.accounts",
     "playground.runs",
     "playground.simulator",
@@ -67,12 +81,15 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before CSRF: its check reads request.POST, which parses (and stores) the whole body,
+    # so a logged-out client's 200 MB upload would land on disk before being sent to log in.
+    "playground.accounts.middleware.LoginRequiredMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "playground.accounts.middleware.LoginRequiredMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into a page
 ]
 
 ROOT_URLCONF = "playground.urls"
@@ -119,6 +136,37 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "generate"
 LOGOUT_REDIRECT_URL = "login"
 
+# --- Security -----------------------------------------------------------------------------
+# django-axes throttles log-ins: after 5 failures for one username from one address, that
+# pair is refused for 15 minutes (counted from the last failure), even with the right
+# password. Its backend comes first so it can refuse before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = 5
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a good log-in forgets the earlier failures
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# HTTPS=true: this instance is served over TLS by a proxy that sets X-Forwarded-Proto.
+# Everything `check --deploy` asks for follows; each can still be set on its own.
+HTTPS = envbool("HTTPS", False)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if envbool("SECURE_PROXY_SSL_HEADER", HTTPS) else None
+)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+# No redirect for machines: load balancers check health over plain HTTP, and the simulator
+# is called, fetches references and posts webhooks over loopback at http://127.0.0.1.
+# These answer only keyed or signed requests, and no browser cookie is involved.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^sim/", r"^r/", r"^webhooks/"]
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", HTTPS)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -138,6 +186,13 @@ MEDIA_URL = "/media/"
 
 # Uploads over this size stream to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# The first handler refuses a file over the reference limit while it streams (and at once
+# when Content-Length says so), so Django's two never store more of it; see lib/uploads.py.
+FILE_UPLOAD_HANDLERS = [
+    "playground.lib.uploads.ReferenceSizeLimit",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- The provider -----------------------------------------------------------------------
 AIGATEWAY_API_KEY = envstr("AIGATEWAY_API_KEY", "")
@@ -194,6 +249,9 @@ SIMULATOR_PROCESSING_JITTER = float(envstr("SIMULATOR_PROCESSING_JITTER", "0"))
 # Log every poll's time per job (the benchmark checks the 3 s rule across processes).
 SIMULATOR_POLL_LOG = envbool("SIMULATOR_POLL_LOG", False)
 SIMULATOR_RESULT_TTL_SECONDS = envint("SIMULATOR_RESULT_TTL_SECONDS", 24 * 3600)
+SIMULATOR_RESULT_URL_SECRET = derived_secret("simulator-result-url")
+# Jobs not yet finished that the simulator holds at once; beyond it, submits get a 429.
+SIMULATOR_MAX_ACTIVE_JOBS = envint("SIMULATOR_MAX_ACTIVE_JOBS", 2000)
 
 # --- django-q2 ----------------------------------------------------------------------------
 Q_CLUSTER = {
@@ -208,6 +266,18 @@ Q_CLUSTER = {
     "save_limit": 500,
     "ack_failures": True,
     "sync": envbool("Q_SYNC", False),
+    # Preview transcodes have a queue and a worker of their own (`Q_CLUSTER_NAME=previews
+    # manage.py qcluster`, the Procfile's `previews`), so a burst of uploads never delays
+    # the tracker of paid jobs. A 4K clip can take minutes; two tries are enough.
+    "ALT_CLUSTERS": {
+        "previews": {
+            "workers": 1,
+            "timeout": 600,
+            "retry": 660,
+            "max_attempts": 2,
+            "scheduler": False,  # the sweep Schedule belongs to the main cluster
+        },
+    },
 }
 
 LOGGING = {

@@ -24,6 +24,7 @@ Clip = tuple[Path, Path]  # (an MP4, a JPEG poster of it)
 
 
 def make_user(username: str = "someone") -> User:
+    """A user whose password is `pw-<username>-123`, for the tests that log in with it."""
     return User.objects.create_user(username, password=f"pw-{username}-123")
 
 
@@ -117,6 +118,14 @@ def generate_data(video_file: Path | None = None, **overrides: object) -> dict[s
         data["reference_video"] = video_file.open("rb")
     data.update(overrides)
     return data
+
+
+SIGNUP_PASSWORD = "tall-Giraffe-8812"  # long and uncommon enough for Django's validators
+
+
+def signup_data(username: str) -> dict[str, str]:
+    """The Sign-up form's fields, as a browser posts them."""
+    return {"username": username, "password1": SIGNUP_PASSWORD, "password2": SIGNUP_PASSWORD}
 
 
 # --- The provider, scripted (only for faults the simulator cannot produce) ---------------

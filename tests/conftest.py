@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 
 from playground.lib import video
 from playground.simulator import engine
+from tests.builders import make_user
 from tests.videos import make_video
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,17 +52,27 @@ def gateway(live_server, settings):
 
 @pytest.fixture
 def owner(db) -> User:
-    return User.objects.create_user("owner", password="pw-owner-123")
+    return make_user("owner")  # password pw-owner-123
 
 
 @pytest.fixture
 def stranger(db) -> User:
-    return User.objects.create_user("stranger", password="pw-stranger-123")
+    return make_user("stranger")  # password pw-stranger-123
 
 
 @pytest.fixture
-def owner_client(client, owner):
+def owner_client(owner: User) -> Client:
+    """A browser signed in as `owner`; the `client` fixture stays a separate, anonymous one."""
+    client = Client()
     client.force_login(owner)
+    return client
+
+
+@pytest.fixture
+def stranger_client(stranger: User) -> Client:
+    """A second browser, signed in as `stranger`."""
+    client = Client()
+    client.force_login(stranger)
     return client
 
 

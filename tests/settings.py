@@ -24,3 +24,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_AUTOREFRESH = True
+# django-axes stays on, as in production (the login tests rely on it). Its attempts are rows
+# in the test database, rolled back or flushed after every test, so no lockout leaks into
+# the next test; a good log-in also clears them (AXES_RESET_ON_SUCCESS).
+AXES_ENABLED = True
+AXES_VERBOSE = False

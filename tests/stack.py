@@ -1,5 +1,6 @@
-"""The real thing in separate processes: gunicorn serving the app (with the simulator) and
-a django-q2 `qcluster`, on a throwaway VAR_DIR and a free loopback port.
+"""The real thing in separate processes: gunicorn serving the app (with the simulator), a
+django-q2 `qcluster` and the previews' own qcluster, on a throwaway VAR_DIR and a free
+loopback port.
 
 Used by the tests that kill workers and by the browser test. The test process reads the
 stack's SQLite database directly and drives it over HTTP like a user would.
@@ -22,6 +23,7 @@ from typing import Any
 import httpx
 from django.test import override_settings
 
+from playground.runs.management.commands.serve import process_commands, split_env
 from playground.simulator import store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +68,7 @@ class Stack:
         )
         self.web: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
+        self.previews: subprocess.Popen[bytes] | None = None
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
 
@@ -86,12 +89,19 @@ class Stack:
         self.manage("collectstatic", "--noinput", "--verbosity", "0")
         self.start_web()
         self.start_worker()
+        self.start_previews()
         return self
 
     def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        extra_env, cmd = split_env(cmd)
         log = (self.logs / f"{name}.log").open("ab")
         return subprocess.Popen(
-            cmd, cwd=ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+            cmd,
+            cwd=ROOT,
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # so a test can kill a whole qcluster with killpg
         )
 
     def start_web(self) -> None:
@@ -123,7 +133,11 @@ class Stack:
             return False
 
     def start_worker(self) -> None:
-        self.worker = self._spawn("worker", [sys.executable, "manage.py", "qcluster"])
+        self.worker = self._spawn("worker", process_commands(python=sys.executable)["worker"])
+
+    def start_previews(self) -> None:
+        """The cluster of preview transcodes (settings.Q_CLUSTER's ALT_CLUSTERS)."""
+        self.previews = self._spawn("previews", process_commands(python=sys.executable)["previews"])
 
     def kill_worker(self, sig: int = signal.SIGKILL) -> None:
         """Kill the whole qcluster (sentinel, pusher, workers) at once, as a crash would."""
@@ -133,7 +147,7 @@ class Stack:
         self.worker = None
 
     def stop(self) -> None:
-        for process in (self.worker, self.web):
+        for process in (self.worker, self.previews, self.web):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:

@@ -18,7 +18,7 @@ from django.utils import timezone
 from playground.lib.media import media_path
 from playground.runs.models import Reference, Run
 from playground.runs.references import SIGNING_SALT, signed_reference_url
-from tests.builders import make_reference, make_run
+from tests.builders import make_reference, make_run, signup_data
 
 pytestmark = pytest.mark.django_db
 
@@ -84,14 +84,7 @@ def test_it_lets_anonymous_users_log_in_sign_up_and_watch_a_shared_run(client, o
 
 
 def test_it_signs_up_a_new_user_by_default(client):
-    response = client.post(
-        reverse("signup"),
-        {
-            "username": "newcomer",
-            "password1": "tall-Giraffe-8812",
-            "password2": "tall-Giraffe-8812",
-        },
-    )
+    response = client.post(reverse("signup"), signup_data("newcomer"))
 
     assert response.status_code == 302 and response["Location"] == reverse("generate")
     assert User.objects.filter(username="newcomer").exists()
@@ -102,14 +95,7 @@ def test_it_closes_sign_up_when_disabled(client, settings):
     settings.SIGNUP_ENABLED = False
 
     assert client.get(reverse("signup")).status_code == 404
-    response = client.post(
-        reverse("signup"),
-        {
-            "username": "intruder",
-            "password1": "tall-Giraffe-8812",
-            "password2": "tall-Giraffe-8812",
-        },
-    )
+    response = client.post(reverse("signup"), signup_data("intruder"))
     assert response.status_code == 404
     assert not User.objects.filter(username="intruder").exists()
     login_page = client.get(reverse("login")).content.decode()
@@ -158,43 +144,45 @@ STRANGER_404 = [
     ids=[f"{m}-{n}-{'htmx' if h else 'plain'}" for n, m, h in STRANGER_404],
 )
 def test_it_answers_404_to_a_stranger_for_the_owners_run(
-    client, owner, stranger, clip, name, method, headers
+    stranger_client, owner, clip, name, method, headers
 ):
     done = make_run(owner, clip)
-    done.share()
+    token = done.share()
     live = make_run(owner, clip, status="queued", provider_job_id="job_live")
-    client.force_login(stranger)
 
     for run in (done, live):
-        response = getattr(client, method)(reverse(name, args=[run.code]), headers=headers)
+        url = reverse(name, args=[run.code])
+        response = getattr(stranger_client, method)(url, headers=headers)
         assert response.status_code == 404, (run.status, response.status_code)
 
     done_after, live_after = Run.objects.get(pk=done.pk), Run.objects.get(pk=live.pk)
-    assert done_after.share_token == done.share_token  # not revoked, not replaced
+    assert done_after.share_token == token  # not revoked, not replaced
     assert live_after.status == "queued" and not live_after.cancel_requested
     assert media_path(done.result.name).is_file() and media_path(done.poster.name).is_file()
 
 
 @pytest.mark.parametrize("name", ["reference_video", "reference_poster"])
-def test_it_answers_404_to_a_stranger_for_the_owners_reference(client, owner, stranger, clip, name):
+def test_it_answers_404_to_a_stranger_for_the_owners_reference(
+    owner_client, stranger_client, owner, clip, name
+):
     reference = make_reference(owner, clip)
-    client.force_login(owner)
-    assert client.get(reverse(name, args=[reference.code])).status_code == 200
+    url = reverse(name, args=[reference.code])
 
-    client.force_login(stranger)
-    assert client.get(reverse(name, args=[reference.code])).status_code == 404
+    assert owner_client.get(url).status_code == 200
+    assert stranger_client.get(url).status_code == 404
 
 
-def test_it_lists_only_the_users_own_runs_in_history(client, owner, stranger, clip):
+def test_it_lists_only_the_users_own_runs_in_history(
+    owner_client, stranger_client, owner, stranger, clip
+):
     mine = [
         make_run(owner, clip, billed_cost_micros=504_000),
         make_run(owner, clip, duration=5, billed_cost_micros=840_000),
         make_run(owner, clip, status="failed"),
     ]
     theirs = make_run(stranger, clip, billed_cost_micros=1_680_000)
-    client.force_login(owner)
 
-    content = client.get(reverse("history")).content.decode()
+    content = owner_client.get(reverse("history")).content.decode()
 
     for run in mine:
         assert run.prompt in content
@@ -204,8 +192,7 @@ def test_it_lists_only_the_users_own_runs_in_history(client, owner, stranger, cl
     assert re.search(r'<strong id="simulated-total">\$1\.344</strong>', content)
     assert 'id="total-billed"' not in content  # nothing real was billed
 
-    client.force_login(stranger)
-    content = client.get(reverse("history")).content.decode()
+    content = stranger_client.get(reverse("history")).content.decode()
     assert theirs.prompt in content
     assert all(run.prompt not in content for run in mine)
     assert re.search(r'<strong id="simulated-total">\$1\.680</strong>', content)
@@ -214,23 +201,21 @@ def test_it_lists_only_the_users_own_runs_in_history(client, owner, stranger, cl
 # --- Share links --------------------------------------------------------------------------
 
 
-def test_it_shares_a_completed_run_with_anyone_holding_the_link(client, owner, clip):
+def test_it_shares_a_completed_run_with_anyone_holding_the_link(owner_client, client, owner, clip):
     run = make_run(owner, clip, prompt="@Video1 drifting through fog at dawn")
     other = make_run(owner, clip, prompt="@Video1 a private experiment")
-    client.force_login(owner)
 
-    response = client.post(reverse("run_share", args=[run.code]))
+    response = owner_client.post(reverse("run_share", args=[run.code]))
 
     run.refresh_from_db()
     token = run.share_token
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
     assert token and len(token) >= 20
     assert token != str(run.code) and run.code.hex not in token and str(run.code) not in token
-    page = client.get(run.get_absolute_url()).content.decode()
+    page = owner_client.get(run.get_absolute_url()).content.decode()
     assert reverse("shared", args=[token]) in page
 
-    client.logout()
-    shared = client.get(reverse("shared", args=[token]))
+    shared = client.get(reverse("shared", args=[token]))  # anyone: not signed in
     content = shared.content.decode()
     assert shared.status_code == 200
     assert "@Video1 drifting through fog at dawn" in content
@@ -258,25 +243,22 @@ def test_it_keeps_one_share_token_when_shared_twice(owner_client, owner, clip):
     assert first and Run.objects.get(pk=run.pk).share_token == first
 
 
-def test_it_forgets_a_revoked_share_link(client, owner, clip):
+def test_it_forgets_a_revoked_share_link(owner_client, client, owner, clip):
     run = make_run(owner, clip)
-    client.force_login(owner)
-    client.post(reverse("run_share", args=[run.code]))
+    owner_client.post(reverse("run_share", args=[run.code]))
     old = Run.objects.get(pk=run.pk).share_token
+    assert client.get(reverse("shared", args=[old])).status_code == 200  # live until revoked
 
-    response = client.post(reverse("run_unshare", args=[run.code]))
+    response = owner_client.post(reverse("run_unshare", args=[run.code]))
 
     assert response.status_code == 302
     assert Run.objects.get(pk=run.pk).share_token is None
-    client.logout()
     for name in ("shared", "shared_result", "shared_poster"):
         assert client.get(reverse(name, args=[old])).status_code == 404, name
 
     # Sharing again makes a new link; the old one stays dead.
-    client.force_login(owner)
-    client.post(reverse("run_share", args=[run.code]))
+    owner_client.post(reverse("run_share", args=[run.code]))
     new = Run.objects.get(pk=run.pk).share_token
-    client.logout()
     assert new and new != old
     assert client.get(reverse("shared", args=[new])).status_code == 200
     assert client.get(reverse("shared", args=[old])).status_code == 404
@@ -304,7 +286,8 @@ def test_it_hides_a_shared_link_to_a_run_that_is_no_longer_completed(client, own
     run = make_run(owner, clip, status="failed", share_token="tok-of-a-failed-run")
 
     assert client.get(reverse("shared", args=["tok-of-a-failed-run"])).status_code == 404
-    assert run.share_token == "tok-of-a-failed-run"
+    # Hidden, not revoked: the token is still on the run.
+    assert Run.objects.get(pk=run.pk).share_token == "tok-of-a-failed-run"
 
 
 # --- The signed reference URL the provider downloads from ---------------------------------
@@ -391,17 +374,14 @@ POLL_TRIGGER = (
 )
 
 
-def test_it_polls_an_active_run_from_the_database_only(client, owner, clip, settings):
+def test_it_polls_an_active_run_from_the_database_only(owner_client, client, owner, clip, settings):
     settings.AIGATEWAY_BASE_URL = "http://127.0.0.1:9"  # nothing listens: a call would fail
     run = make_run(owner, clip, status="queued", provider_job_id="job_abc")
-    client.force_login(owner)
-    page = client.get(run.get_absolute_url()).content.decode()
+    page = owner_client.get(run.get_absolute_url()).content.decode()
     url, headers = poll_url(page), poll_headers(page)
     assert url == reverse("run_status", args=[run.code])  # no key in the URL (access logs)
-    assert headers["X-Status-Key"] not in url
-    client.logout()  # the key alone opens the live card: no session needed
 
-    response = client.get(url, headers=headers)
+    response = client.get(url, headers=headers)  # the key alone opens the live card: no session
 
     content = response.content.decode()
     assert response.status_code == 200
@@ -413,32 +393,30 @@ def test_it_polls_an_active_run_from_the_database_only(client, owner, clip, sett
     assert (after.status, after.provider_requests, after.notice) == ("queued", 0, "")
 
 
-def test_it_refuses_a_poll_for_someone_elses_run_even_with_a_key(client, owner, stranger, clip):
+def test_it_refuses_a_poll_for_someone_elses_run_even_with_a_key(
+    owner_client, stranger_client, client, owner, clip
+):
     first = make_run(owner, clip, status="queued", provider_job_id="job_1")
     second = make_run(owner, clip, status="queued", provider_job_id="job_2")
-    client.force_login(owner)
-    headers = poll_headers(client.get(first.get_absolute_url()).content.decode())
+    headers = poll_headers(owner_client.get(first.get_absolute_url()).content.decode())
     forged = {"HX-Request": "true", "X-Status-Key": f"{first.code}:1:forged"}
     plain = {"HX-Request": "true"}
     first_url = reverse("run_status", args=[first.code])
     second_url = reverse("run_status", args=[second.code])
+    assert client.get(first_url, headers=headers).status_code == 200  # the real key works
 
-    client.force_login(stranger)
-    assert client.get(first_url, headers=plain).status_code == 404
-    assert client.get(first_url, headers=forged).status_code == 404
-    assert client.get(second_url, headers=headers).status_code == 404  # the key is per run
-    client.logout()
+    assert stranger_client.get(first_url, headers=plain).status_code == 404
+    assert stranger_client.get(first_url, headers=forged).status_code == 404
+    assert stranger_client.get(second_url, headers=headers).status_code == 404  # key is per run
     for url, attempt in ((first_url, forged), (second_url, headers), (first_url, plain)):
         response = client.get(url, headers=attempt)
         assert response.status_code in (302, 404), attempt
         assert b"status-card" not in response.content
 
 
-def test_it_stops_honouring_an_expired_status_key(client, owner, clip, settings):
+def test_it_stops_honouring_an_expired_status_key(owner_client, client, owner, clip, settings):
     run = make_run(owner, clip, status="processing", provider_job_id="job_old")
-    client.force_login(owner)
-    headers = poll_headers(client.get(run.get_absolute_url()).content.decode())
-    client.logout()
+    headers = poll_headers(owner_client.get(run.get_absolute_url()).content.decode())
     url = reverse("run_status", args=[run.code])
     assert client.get(url, headers=headers).status_code == 200
 
@@ -450,10 +428,9 @@ def test_it_stops_honouring_an_expired_status_key(client, owner, clip, settings)
     assert b"status-card" not in response.content
 
 
-def test_it_answers_a_finished_runs_full_card_only_to_its_owner(client, owner, clip):
+def test_it_answers_a_finished_runs_full_card_only_to_its_owner(owner_client, client, owner, clip):
     run = make_run(owner, clip, status="processing", provider_job_id="job_done")
-    client.force_login(owner)
-    headers = poll_headers(client.get(run.get_absolute_url()).content.decode())
+    headers = poll_headers(owner_client.get(run.get_absolute_url()).content.decode())
     finished = make_run(owner, clip)
     Run.objects.filter(pk=run.pk).update(
         status="completed",
@@ -463,7 +440,6 @@ def test_it_answers_a_finished_runs_full_card_only_to_its_owner(client, owner, c
         finished_at=timezone.now(),
     )
     url = reverse("run_status", args=[run.code])
-    client.logout()
 
     anonymous = client.get(url, headers=headers)
 
@@ -472,8 +448,7 @@ def test_it_answers_a_finished_runs_full_card_only_to_its_owner(client, owner, c
     assert "This run has finished" in content
     for secret in (run.prompt, "$0.504", reverse("run_result", args=[run.code]), "run-side"):
         assert secret not in content
-    client.force_login(owner)
-    owners = client.get(url, headers=headers).content.decode()
+    owners = owner_client.get(url, headers=headers).content.decode()
     assert reverse("run_result", args=[run.code]) in owners and "run-side" in owners
 
 

@@ -123,7 +123,9 @@ def wait_for_completed_card(page: Page, stack: Stack, code: str) -> None:
 # --- tests ----------------------------------------------------------------------------------
 
 
-def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path) -> None:
+def test_it_generates_watches_plays_and_seeks_a_run(
+    page: Page, stack: Stack, good_video: Path
+) -> None:
     sign_up(page, stack, "alice")
 
     # The form, with the estimate following the duration.
@@ -148,8 +150,11 @@ def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path
     run = stack.run(code)
     assert run["status"] == "completed"
     assert run["billed_cost_micros"] == 4 * 168_000
-    # The side panel was refreshed out of band with the final cost and the share button.
-    expect(page.locator("#run-side dt:text-is('Billed') + dd")).to_have_text("$0.672")
+    # The side panel was refreshed out of band with the final cost and the share button
+    # (a simulated run's cost: what the real model would have billed).
+    expect(page.locator("#run-side dt:text-is('Would bill') + dd")).to_have_text(
+        "would bill $0.672 (computed)"
+    )
     expect(page.get_by_role("button", name="Create share link")).to_be_visible()
 
     # The result really plays: decodable, the right length, advancing, seekable.
@@ -192,7 +197,7 @@ def test_generate_watch_play_and_seek(page: Page, stack: Stack, good_video: Path
     assert SCREENSHOT.stat().st_size > 10_000
 
 
-def test_history_and_shared_link(
+def test_it_lists_a_run_in_history_and_plays_its_share_link(
     page: Page, browser: Browser, stack: Stack, good_video: Path
 ) -> None:
     client = stack.user_client("bob", PASSWORD)
@@ -217,7 +222,7 @@ def test_history_and_shared_link(
     )
     assert poster.evaluate("img => img.naturalWidth") > 0, "the poster did not load"
     expect(row.locator("td").nth(2)).to_have_text("Completed")
-    expect(row.locator("td").nth(4)).to_have_text("$0.672")
+    expect(row.locator("td").nth(4)).to_have_text("would bill $0.672 (computed)")
 
     # Share it, then watch it logged out, in a fresh context.
     row.locator("td").nth(1).get_by_role("link").click()
@@ -243,7 +248,7 @@ def test_history_and_shared_link(
         stranger.close()
 
 
-def test_form_errors_show_at_the_fields(page: Page, stack: Stack, tmp_path: Path) -> None:
+def test_it_shows_form_errors_at_the_fields(page: Page, stack: Stack, tmp_path: Path) -> None:
     not_a_video = tmp_path / "clip.mp4"
     not_a_video.write_text("This is a text file, not a video.\n" * 20)
     sign_up(page, stack, "carol")

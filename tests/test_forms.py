@@ -21,13 +21,13 @@ from django.utils import timezone
 from playground.lib import video
 from playground.runs.forms import GenerateForm
 from playground.runs.models import Reference, Run
-from tests.builders import generate_data, make_reference, make_runs
+from tests.builders import generate_data, make_reference, make_run, make_runs
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db
 
 # What every "can't be used" message ends with: the model's limits, spelled out.
-LIMITS = "3–10 s, 720–2160 px, 24–60 fps, up to 200 MB"
+LIMITS = "MP4 or MOV, 3–10.05 s, 720–2160 px, 24–60 fps, up to 200 MB"  # as the model card says
 
 
 # --- Files that break one rule each, made once per session ----------------------------------
@@ -307,15 +307,15 @@ def test_it_asks_for_a_reference_when_none_is_given(owner_client):
     assert Run.objects.count() == 0
 
 
-def test_it_does_not_offer_or_accept_another_users_reference(client, owner, stranger, good_video):
-    client.force_login(owner)
-    client.post(reverse("generate"), generate_data(good_video))
+def test_it_does_not_offer_or_accept_another_users_reference(
+    owner_client, stranger_client, owner, stranger, good_video
+):
+    owner_client.post(reverse("generate"), generate_data(good_video))
     theirs = Reference.objects.get(user=owner)
 
-    client.force_login(stranger)
-    page = client.get(reverse("generate")).content.decode()
+    page = stranger_client.get(reverse("generate")).content.decode()
     assert str(theirs.code) not in page
-    response = client.post(reverse("generate"), generate_data(reference=str(theirs.code)))
+    response = stranger_client.post(reverse("generate"), generate_data(reference=str(theirs.code)))
 
     assert response.status_code == 200
     assert "reference" in response.context["form"].errors
@@ -360,17 +360,16 @@ def test_it_shows_the_estimate_for_the_default_five_seconds(owner_client):
     assert re.search(r'name="idempotency_key" value="[0-9a-f-]{36}"', content)
 
 
-def test_it_prefills_the_form_from_an_earlier_run(owner_client, owner, good_video):
+def test_it_prefills_the_form_from_an_earlier_run(owner_client, owner):
     reference = make_reference(owner)
-    run = Run.objects.create(
-        user=owner,
+    run = make_run(
+        owner,
+        status="failed",
         reference=reference,
-        idempotency_key=uuid.uuid4(),
         prompt="@Video1 under neon rain",
         duration=7,
         aspect_ratio="9:16",
         keep_audio=True,
-        status="failed",
     )
 
     response = owner_client.get(reverse("generate"), {"from": str(run.code)})
@@ -385,18 +384,10 @@ def test_it_prefills_the_form_from_an_earlier_run(owner_client, owner, good_vide
     assert f'value="{run.idempotency_key}"' not in content  # a new form, a new key
 
 
-def test_it_does_not_prefill_from_another_users_run(client, owner, stranger, good_video):
-    run = Run.objects.create(
-        user=owner,
-        reference=make_reference(owner),
-        idempotency_key=uuid.uuid4(),
-        prompt="@Video1 secret plans",
-        duration=7,
-        status="failed",
-    )
-    client.force_login(stranger)
+def test_it_does_not_prefill_from_another_users_run(stranger_client, owner):
+    run = make_run(owner, status="failed", prompt="@Video1 secret plans", duration=7)
 
-    response = client.get(reverse("generate"), {"from": str(run.code)})
+    response = stranger_client.get(reverse("generate"), {"from": str(run.code)})
 
     assert response.status_code == 200
     assert "secret plans" not in response.content.decode()
@@ -412,13 +403,12 @@ def test_it_does_not_prefill_from_another_users_run(client, owner, stranger, goo
     ids=["unset", "loopback", "private"],
 )
 def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
-    db, client, owner, settings, good_video, public_base_url
+    owner_client, settings, good_video, public_base_url
 ):
     settings.AIGATEWAY_BASE_URL = "https://api.aigateway.sh"
     settings.PUBLIC_BASE_URL = public_base_url
-    client.force_login(owner)
 
-    response = client.post(reverse("generate"), generate_data(good_video))
+    response = owner_client.post(reverse("generate"), generate_data(good_video))
 
     assert response.status_code == 200
     errors = response.context["form"].non_field_errors()
@@ -429,12 +419,11 @@ def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
     assert Run.objects.count() == 0
 
 
-def test_it_accepts_a_public_base_url_for_a_remote_gateway(db, client, owner, settings, good_video):
+def test_it_accepts_a_public_base_url_for_a_remote_gateway(owner_client, settings, good_video):
     settings.AIGATEWAY_BASE_URL = "https://api.aigateway.sh"
     settings.PUBLIC_BASE_URL = "https://play.example.com"
-    client.force_login(owner)
 
-    response = client.post(reverse("generate"), generate_data(good_video))
+    response = owner_client.post(reverse("generate"), generate_data(good_video))
 
     run = Run.objects.get()
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
@@ -444,7 +433,7 @@ def test_it_accepts_a_public_base_url_for_a_remote_gateway(db, client, owner, se
 # --- Limits per user ----------------------------------------------------------------------
 
 
-def test_it_refuses_a_run_over_the_in_flight_cap(owner_client, owner, settings, good_video):
+def test_it_refuses_a_run_over_the_in_flight_cap(owner_client, owner, settings):
     settings.MAX_INFLIGHT_RUNS_PER_USER = 2
     reference = make_reference(owner)
     make_runs(owner, reference, "queued", "processing", "completed", "failed")
@@ -462,7 +451,7 @@ def test_it_refuses_a_run_over_the_in_flight_cap(owner_client, owner, settings, 
 
 
 def test_it_counts_only_the_users_own_live_runs_against_the_cap(
-    owner_client, owner, stranger, settings, good_video
+    owner_client, owner, stranger, settings
 ):
     settings.MAX_INFLIGHT_RUNS_PER_USER = 2
     reference = make_reference(owner)
@@ -475,9 +464,7 @@ def test_it_counts_only_the_users_own_live_runs_against_the_cap(
     assert Run.objects.filter(user=owner).count() == 5
 
 
-def test_it_refuses_a_run_the_monthly_budget_cannot_pay_for(
-    owner_client, owner, settings, good_video
-):
+def test_it_refuses_a_run_the_monthly_budget_cannot_pay_for(owner_client, owner, settings):
     settings.MONTHLY_BUDGET_USD = "1.00"
     reference = make_reference(owner)
     # $0.504 billed this month: $0.496 is left, less than a 3 s run's $0.504.
@@ -496,9 +483,7 @@ def test_it_refuses_a_run_the_monthly_budget_cannot_pay_for(
     assert Run.objects.count() == 1
 
 
-def test_it_counts_live_runs_estimates_against_the_budget(
-    owner_client, owner, settings, good_video
-):
+def test_it_counts_live_runs_estimates_against_the_budget(owner_client, owner, settings):
     settings.MONTHLY_BUDGET_USD = "1.00"
     reference = make_reference(owner)
     make_runs(owner, reference, "queued", estimated_cost_micros=840_000)
@@ -514,7 +499,7 @@ def test_it_counts_live_runs_estimates_against_the_budget(
     assert Run.objects.count() == 1
 
 
-def test_it_accepts_a_run_within_the_budget(owner_client, owner, settings, good_video):
+def test_it_accepts_a_run_within_the_budget(owner_client, owner, settings):
     settings.MONTHLY_BUDGET_USD = "1.00"
     reference = make_reference(owner)
 
@@ -555,7 +540,7 @@ def test_it_keeps_a_good_upload_when_a_limit_refuses_the_run(
 
 
 def test_it_counts_only_this_months_spending_of_this_user_against_the_budget(
-    owner_client, owner, stranger, settings, good_video
+    owner_client, owner, stranger, settings
 ):
     settings.MONTHLY_BUDGET_USD = "1.00"
     reference = make_reference(owner)

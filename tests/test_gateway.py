@@ -131,7 +131,7 @@ def test_it_submits_polls_to_completion_and_downloads_a_real_mp4(
     assert seen in (["queued", "processing", "completed"], ["processing", "completed"])
     assert final.result_url.startswith("http")
     assert final.result_duration == 3.0
-    assert final.result_resolution == "720x720"
+    assert final.result_resolution == "1080x1080"  # the model's 1:1 size for a square clip
 
     dest = tmp_path / "out" / "result.mp4"
     dest.parent.mkdir()
@@ -140,7 +140,7 @@ def test_it_submits_polls_to_completion_and_downloads_a_real_mp4(
     assert sorted(p.name for p in dest.parent.iterdir()) == ["result.mp4"]  # no .part left
     facts = video.probe(dest)
     assert facts.is_mp4_family and facts.codec == "h264"
-    assert (facts.width, facts.height) == (720, 720)
+    assert (facts.width, facts.height) == (1080, 1080)
     assert abs(facts.duration - 3) < 0.2
     # Result files are fetched without the gateway's credentials (they live on a CDN).
     assert count(transport, "GET", "/sim/files/") == 1

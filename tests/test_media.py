@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
 import pytest
@@ -140,6 +139,90 @@ def test_it_serves_the_whole_file_for_a_multi_range_request(media):
     assert body(response) == data
 
 
+# --- Hostile or invalid Range headers: never a 500 ------------------------------------------
+
+HUGE = "9" * 5000  # Python refuses int() of more than 4,300 digits
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "bytes=5-3",  # last before first: invalid, so ignored (RFC 9110 §14.1.1)
+        "bytes=10-09",  # compared as numbers, not as text
+        f"bytes={HUGE}-5",  # a huge first and a small last: invalid too
+        "bytes=\u0661\u0660-",  # Arabic-Indic digits: int() reads them, HTTP does not
+        "bytes=\u00d9\u00a1-",  # the same header's UTF-8 bytes as WSGI hands them over
+        "bytes=0-9\xff",
+        "bytes=\xff\xfe",
+        "bytes=-",
+        "lines=0-9",
+    ],
+    ids=[
+        "reversed",
+        "reversed-zeros",
+        "huge-reversed",
+        "unicode-digits",
+        "utf8-bytes",
+        "trailing-byte",
+        "binary",
+        "empty",
+        "other-unit",
+    ],
+)
+def test_it_ignores_an_invalid_range_and_serves_the_whole_file(media, value):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": value})
+
+    assert response.status_code == 200
+    assert response["Content-Length"] == str(len(data))
+    assert "Content-Range" not in response
+    assert body(response) == data
+
+
+def test_it_clamps_a_range_whose_end_has_thousands_of_digits(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": f"bytes=10-{HUGE}"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 10-{len(data) - 1}/{len(data)}"
+    assert body(response) == data[10:]
+
+
+def test_it_serves_the_whole_file_for_a_suffix_with_thousands_of_digits(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": f"bytes=-{HUGE}"})
+
+    assert response.status_code == 206
+    assert response["Content-Range"] == f"bytes 0-{len(data) - 1}/{len(data)}"
+    assert body(response) == data
+
+
+@pytest.mark.parametrize(
+    "value",
+    [f"bytes={HUGE}-", f"bytes={HUGE}-{HUGE}", "bytes=-0"],
+    ids=["huge-start", "huge-both", "empty-suffix"],
+)
+def test_it_answers_416_for_a_valid_range_that_no_byte_satisfies(media, value):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": value})
+
+    assert response.status_code == 416
+    assert response["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_it_reads_leading_zeros_and_the_unit_in_any_case(media):
+    client, url, data = media
+
+    response = client.get(url, headers={"Range": "Bytes=" + "0" * 5000 + "10-0019"})
+
+    assert response.status_code == 206
+    assert body(response) == data[10:20]
+
+
 def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip):
     run = make_run(owner, clip)
     url = reverse("run_result", args=[run.code])
@@ -196,14 +279,7 @@ def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
 
 def test_it_keeps_an_active_run_and_its_files_when_asked_to_delete_it(owner_client, owner, clip):
     reference = make_reference(owner, clip)
-    run = Run.objects.create(
-        user=owner,
-        reference=reference,
-        idempotency_key=uuid.uuid4(),
-        prompt="@Video1 still going",
-        status="processing",
-        provider_job_id="job_live",
-    )
+    run = make_run(owner, status="processing", reference=reference, provider_job_id="job_live")
 
     response = owner_client.post(reverse("run_delete", args=[run.code]))
 

@@ -79,13 +79,17 @@ def test_it_keeps_a_reference_used_by_runs_and_says_so(owner_client, owner, good
     assert not folder.exists()
 
 
-def test_it_hides_other_users_references(owner_client, stranger, good_video, client):
+def test_it_hides_other_users_references(owner_client, stranger_client, good_video):
     owner_client.post(reverse("generate"), generate_data(good_video, prompt=""))
     reference = Reference.objects.get()
-    client.force_login(stranger)
-    assert client.get(reverse("reference_video", args=[reference.code])).status_code == 404
-    assert client.post(reverse("reference_delete", args=[reference.code])).status_code == 404
-    assert reference.name not in client.get(reverse("references")).content.decode()
+    assert reference.name in owner_client.get(reverse("references")).content.decode()
+    assert stranger_client.get(reverse("reference_video", args=[reference.code])).status_code == 404
+    delete = stranger_client.post(reverse("reference_delete", args=[reference.code]))
+    assert delete.status_code == 404
+    assert Reference.objects.filter(pk=reference.pk).exists()
+    assert reference.name not in stranger_client.get(reverse("references")).content.decode()
     # Nor can a stranger run a generation from it.
-    response = client.post(reverse("generate"), generate_data(reference=str(reference.code)))
+    response = stranger_client.post(
+        reverse("generate"), generate_data(reference=str(reference.code))
+    )
     assert response.status_code == 200 and not Run.objects.exists()

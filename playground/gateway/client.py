@@ -92,10 +92,10 @@ class Job:
                 code="malformed_body",
                 retryable=True,
             )
-        result = body.get("result") if isinstance(body.get("result"), dict) else {}
+        result = _mapping(body.get("result"))
         url = result.get("url") or result.get("file_url") or body.get("result_url") or ""
         duration = result.get("duration")
-        error = body.get("error") if isinstance(body.get("error"), dict) else {}
+        error = _mapping(body.get("error"))
         if status == "failed" and not error.get("message"):
             error = {**error, "message": "The provider reported the job as failed."}
         if status == "completed" and not url:
@@ -108,7 +108,7 @@ class Job:
             id=body["id"],
             status=status,
             result_url=str(url),
-            result_duration=float(duration) if _is_number(duration) else None,
+            result_duration=_number(duration),
             result_resolution=str(result.get("resolution") or ""),
             error_code=str(error.get("code") or ""),
             error_message=str(
@@ -152,8 +152,15 @@ EVENT_STATUSES = {
 }
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number that can be an amount (not a bool, not negative), else None."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return None
 
 
 def cost_micros_in(body: dict[str, Any]) -> int | None:
@@ -162,17 +169,12 @@ def cost_micros_in(body: dict[str, Any]) -> int | None:
     `usage.cost_cents` (the webhook envelope's), `cost_cents`, or a dollar amount as
     `cost_usd` / `cost` / `usage.cost`; None when it gives none.
     """
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
-    for cents in (usage.get("cost_cents"), body.get("cost_cents")):
-        if _is_number(cents):
+    usage = _mapping(body.get("usage"))
+    for value in (usage.get("cost_cents"), body.get("cost_cents")):
+        if (cents := _number(value)) is not None:
             return round(cents * 10_000)
-    for dollars in (
-        usage.get("cost_usd"),
-        body.get("cost_usd"),
-        usage.get("cost"),
-        body.get("cost"),
-    ):
-        if _is_number(dollars):
+    for value in (usage.get("cost_usd"), body.get("cost_usd"), usage.get("cost"), body.get("cost")):
+        if (dollars := _number(value)) is not None:
             return round(dollars * 1_000_000)
     return None
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import mimetypes
 import re
 from pathlib import Path
+from typing import Literal
 
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.http import http_date
 
-RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# One range, "bytes=first-last", "bytes=first-" or "bytes=-suffix". ASCII digits only: `\d`
+# would also take other scripts' digits, which int() reads. Range units are case-insensitive.
+RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII | re.IGNORECASE)
 CHUNK = 256 * 1024
 
 
@@ -33,6 +36,40 @@ class _Slice:
         self.fh.close()
 
 
+def _digits_key(digits: str) -> tuple[int, str]:
+    """Orders digit strings by their value without int(): Python refuses int() of over
+    4,300 digits, and a hostile header can send thousands (or pad with zeros)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
+def _position(digits: str, size: int) -> int:
+    """A byte position from the header, capped at `size` (past the end is past the end)."""
+    key = _digits_key(digits)
+    return int(key[1]) if key <= _digits_key(str(size)) else size
+
+
+def _requested_span(header: str, size: int) -> tuple[int, int] | Literal["unsatisfiable"] | None:
+    """(first, last) byte of a satisfiable single range; None to serve the whole file;
+    "unsatisfiable" for a valid range starting at or past the end (or an empty suffix).
+
+    RFC 9110 §14.2 lets a server ignore a Range it does not take: several ranges, other
+    units, junk, and invalid ones such as `bytes=5-3` (last before first) get the whole file.
+    """
+    match = RANGE.fullmatch(header.strip()) if header else None
+    if not match or not any(match.groups()):
+        return None
+    first, last = match.groups()
+    if first:
+        if last and _digits_key(last) < _digits_key(first):
+            return None  # invalid (RFC 9110 §14.1.1)
+        start = _position(first, size)
+        end = min(_position(last, size), size - 1) if last else size - 1
+    else:  # a suffix range: the last N bytes
+        start, end = size - _position(last, size), size - 1
+    return "unsatisfiable" if start >= size else (start, end)
+
+
 def ranged_file_response(
     request: HttpRequest,
     path: Path,
@@ -40,38 +77,27 @@ def ranged_file_response(
     content_type: str | None = None,
     filename: str | None = None,
     as_attachment: bool = False,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """200 with the whole file, 206 for a satisfiable single range, 416 otherwise."""
     size = path.stat().st_size
     content_type = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    header = request.headers.get("Range", "")
-    match = RANGE.match(header.strip()) if header else None
-    if header and not match:
-        # Multi-range or unknown units: serving the whole file is allowed by RFC 9110.
-        match = None
-    if match and (match.group(1) or match.group(2)):
-        first, last = match.groups()
-        if first:
-            start = int(first)
-            end = min(int(last), size - 1) if last else size - 1
-        else:  # a suffix range: the last N bytes
-            start = max(0, size - int(last))
-            end = size - 1
-        if start >= size or start > end:
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            response["Accept-Ranges"] = "bytes"
-            return response
-        response = FileResponse(
-            _Slice(path, start, end - start + 1), status=206, content_type=content_type
-        )
-        response.block_size = CHUNK
-        response["Content-Range"] = f"bytes {start}-{end}/{size}"
-        response["Content-Length"] = str(end - start + 1)
+    span = _requested_span(request.headers.get("Range", ""), size)
+    if span == "unsatisfiable":
+        refusal = HttpResponse(status=416)
+        refusal["Content-Range"] = f"bytes */{size}"
+        refusal["Accept-Ranges"] = "bytes"
+        return refusal
+    if span is not None:
+        start, end = span
+        length = end - start + 1
+        streamed = FileResponse(_Slice(path, start, length), status=206, content_type=content_type)
+        streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:
-        response = FileResponse(path.open("rb"), content_type=content_type)
-        response.block_size = CHUNK
-        response["Content-Length"] = str(size)
+        streamed = FileResponse(path.open("rb"), content_type=content_type)
+        length = size
+    streamed.block_size = CHUNK
+    streamed["Content-Length"] = str(length)
+    response = streamed
     response["Accept-Ranges"] = "bytes"
     response["Last-Modified"] = http_date(path.stat().st_mtime)
     response["Cache-Control"] = "private, max-age=3600"

@@ -119,7 +119,11 @@ def _check_complete(
         raise UnreadableVideo("it is damaged: its video data cannot be read") from exc
     if not decoded:
         raise UnreadableVideo("it is damaged: no picture could be decoded")
-    start = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+    start = (
+        float(stream.start_time * stream.time_base)
+        if stream.start_time and stream.time_base
+        else 0.0
+    )
     if duration and (last_end - start) < duration * 0.9 - 0.1:
         raise UnreadableVideo(
             f"it looks truncated: it claims {duration:.2f} s but holds only "
@@ -154,7 +158,10 @@ def reference_problems(facts: VideoFacts) -> list[str]:
 
 
 def size_problem(size: int) -> str:
-    return f"The file is {size_label(size)}; the limit is {size_label(kling.REFERENCE_MAX_BYTES)}."
+    limit = kling.REFERENCE_MAX_BYTES
+    if size_label(size) == size_label(limit):  # just over: rounded, both would read "200 MB"
+        return f"The file is {size:,} bytes; the limit is {size_label(limit)} ({limit:,} bytes)."
+    return f"The file is {size_label(size)}; the limit is {size_label(limit)}."
 
 
 def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None) -> None:

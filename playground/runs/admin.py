@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from playground.runs.models import Reference, Run, TrackerLease
+from playground.runs.models import Reference, Run, TrackerLease, WebhookEvent
 from playground.runs.money import usd
 
 
@@ -16,12 +16,23 @@ class RunAdmin(admin.ModelAdmin):
         "duration",
         "estimated",
         "billed",
+        "cost_source",
+        "simulated",
         "created_at",
         "submitted_at",
         "finished_at",
         "provider_requests",
     ]
-    list_filter = ["status", "aspect_ratio", "cancel_requested", "created_at", "user"]
+    list_filter = [
+        "status",
+        "simulated",
+        "billing_unknown",
+        "cost_source",
+        "aspect_ratio",
+        "cancel_requested",
+        "created_at",
+        "user",
+    ]
     search_fields = ["code", "provider_job_id", "prompt", "user__username"]
     readonly_fields = [
         "code",
@@ -62,3 +73,9 @@ class ReferenceAdmin(admin.ModelAdmin):
 
 
 admin.site.register(TrackerLease)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ["event_id", "job_id", "received_at"]
+    search_fields = ["event_id", "job_id"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from django import forms
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
+from django.http import QueryDict
 
 from playground import kling
 from playground.lib import video
@@ -17,6 +18,11 @@ from playground.runs.money import cost_of_seconds
 from playground.runs.references import ReferenceRejected, public_url_problem, store_upload
 
 DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
+
+
+class ReferenceChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Reference) -> str:
+        return f"{obj.name} · {obj.facts}"
 
 
 class GenerateForm(forms.Form):
@@ -39,7 +45,7 @@ class GenerateForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": "video/mp4,video/quicktime,.mp4,.mov"}),
         help_text=kling.reference_limits_text() + ".",
     )
-    reference = forms.ModelChoiceField(
+    reference = ReferenceChoiceField(
         label="Or use a reference you uploaded before",
         queryset=Reference.objects.none(),
         required=False,
@@ -63,12 +69,11 @@ class GenerateForm(forms.Form):
     )
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
 
-    def __init__(self, *args: Any, user: AbstractBaseUser, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["reference"].queryset = Reference.objects.filter(user=user)
-        self.fields["reference"].label_from_instance = lambda ref: (
-            f"{ref.name} · {ref.duration:.1f} s · {ref.resolution} · {ref.fps:g} fps"
+        cast(ReferenceChoiceField, self.fields["reference"]).queryset = Reference.objects.filter(
+            user=user
         )
         if not self.is_bound:
             self.initial["idempotency_key"] = uuid.uuid4()
@@ -87,7 +92,8 @@ class GenerateForm(forms.Form):
         return upload
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if problem := public_url_problem():
             raise forms.ValidationError(problem)
         upload, chosen = data.get("reference_video"), data.get("reference")
@@ -106,6 +112,6 @@ class GenerateForm(forms.Form):
             self.add_error(None, problem)
         if self.stored_reference is not None and self.errors:
             # Re-render with the stored reference picked, so the user needn't upload again.
-            self.data = self.data.copy()
-            self.data["reference"] = str(self.stored_reference.code)
+            self.data = data_with = cast(QueryDict, self.data).copy()
+            data_with["reference"] = str(self.stored_reference.code)
         return data

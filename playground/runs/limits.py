@@ -14,16 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from playground.runs.models import Run
 from playground.runs.money import micros_from_usd, usd
-
-User = AbstractBaseUser | AnonymousUser
 
 
 class LimitReached(Exception):
@@ -70,7 +66,7 @@ def refusal(user: User, cost_micros: int, runs: int = 1) -> str:
     return ""
 
 
-def create_run(user: AbstractBaseUser, **fields: Any) -> Run:
+def create_run(user: User, **fields: Any) -> Run:
     """Create a run if the limits allow it, checked under a lock on the user's row.
 
     The same idempotency key finds the run it made before (a double-click, or a race with
@@ -79,8 +75,8 @@ def create_run(user: AbstractBaseUser, **fields: Any) -> Run:
     key = fields["idempotency_key"]
     try:
         with transaction.atomic():
-            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
-            existing = Run.objects.filter(user_id=user.pk, idempotency_key=key).first()
+            User.objects.select_for_update().filter(pk=user.pk).first()
+            existing = Run.objects.filter(user=user, idempotency_key=key).first()
             if existing:
                 return existing
             if problem := refusal(user, fields["estimated_cost_micros"]):
@@ -92,4 +88,4 @@ def create_run(user: AbstractBaseUser, **fields: Any) -> Run:
                 **fields,
             )
     except IntegrityError:  # the same form won a race in another request
-        return Run.objects.get(user_id=user.pk, idempotency_key=key)
+        return Run.objects.get(user=user, idempotency_key=key)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User
 from django.core import signing
 from django.db import models
 from django.db.models import Q, Sum
@@ -100,8 +100,8 @@ STATUS_KEY_SALT = "run-status"
 
 
 class RunQuerySet(models.QuerySet["Run"]):
-    def for_user(self, user: AbstractBaseUser | AnonymousUser) -> RunQuerySet:
-        return self.filter(user_id=user.pk)
+    def for_user(self, user: User) -> RunQuerySet:
+        return self.filter(user=user)
 
     def counted_here(self) -> RunQuerySet:
         """The runs whose money counts on this instance now: real ones on the live gateway,
@@ -465,7 +465,7 @@ class Run(models.Model):
         *,
         error_code: str = "",
         error_message: str = "",
-        only_from: list[str] | None = None,
+        only_from: Sequence[str] | None = None,
         keep_billing: bool = False,
         billing_unknown: bool = False,
     ) -> None:

@@ -1,7 +1,9 @@
 """H.264 preview copies of references browsers can't play (HEVC from phones, MPEG-4 Part 2).
 
 The original goes to the provider untouched; only the page plays the preview. Made with
-PyAV in a django-q2 task, since transcoding a 10 s 4K clip takes a while.
+PyAV in a django-q2 task, since transcoding a 10 s 4K clip takes a while. The task goes to
+a cluster of its own (settings.Q_CLUSTER's ALT_CLUSTERS), so transcodes never hold up the
+tracker's worker.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from playground.runs.models import Reference
 
 log = logging.getLogger(__name__)
 PREVIEW_MAX_SIDE = 1280
+CLUSTER = "previews"  # its queue, and Q_CLUSTER_NAME of the qcluster that works it
 
 
 def schedule_preview(reference: Reference) -> None:
@@ -29,6 +32,7 @@ def schedule_preview(reference: Reference) -> None:
             "playground.runs.previews.make_preview",
             reference.pk,
             task_name=f"preview {reference.code}",
+            cluster=CLUSTER,
         )
     )
 
@@ -62,7 +66,7 @@ def make_preview(reference_pk: int) -> str:
                     picture.time_base = 1 / rate
                     index += 1
                     out.mux(vout.encode(picture))
-                elif aout is not None:
+                elif aout is not None and isinstance(frame, av.AudioFrame):
                     for chunk in resampler.resample(frame):
                         chunk.pts = samples
                         samples += chunk.samples

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core import signing
 from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Sum
 from django.urls import reverse
 
+from playground import kling
 from playground.lib import video
-from playground.lib.media import media_path
-from playground.runs.models import Reference
+from playground.lib.media import media_path, size_label
+from playground.runs.models import Reference, Run
 from playground.runs.previews import schedule_preview
 
 SIGNING_SALT = "playground.reference-url"
@@ -89,16 +94,75 @@ def reference_for_token(token: str) -> Reference | None:
         return None
 
 
-def store_upload(user: object, upload: UploadedFile) -> Reference:
-    """Check an upload against the model's limits; keep it only if it passes.
+@dataclass(frozen=True)
+class StorageUse:
+    """How much of their storage quota (settings.USER_STORAGE_QUOTA_MB) a user's files use."""
 
-    The upload is already on disk (Django streams big uploads to a temporary file); it is
-    probed where it lies and moved, never read into memory.
+    used: int  # bytes
+    quota: int  # bytes; 0 means no quota
+
+    @property
+    def used_label(self) -> str:
+        return size_label(self.used) if self.used else "0 MB"
+
+    @property
+    def quota_label(self) -> str:
+        return size_label(self.quota)
+
+    @property
+    def percent(self) -> int:
+        return min(100, math.ceil(100 * self.used / self.quota)) if self.quota else 0
+
+    def refusal(self, name: str, size: int) -> str:
+        """Why an upload of `size` bytes can't be kept, or '' when it fits."""
+        if not self.quota or self.used + size <= self.quota:
+            return ""
+        return (
+            f"“{name}” ({size_label(size)}) would take you past your storage quota: you are "
+            f"using {self.used_label} of {self.quota_label}. Delete references or runs you no "
+            "longer need (on the References and History pages), then upload it again."
+        )
+
+
+def storage_use(user: User) -> StorageUse:
+    """What the user's files take: each reference as uploaded, its H.264 preview if one
+    was made, and the copied result of each run. Posters (a few KB each) are left out."""
+    references = Reference.objects.filter(user=user)
+    used = references.aggregate(total=Sum("size"))["total"] or 0
+    copies = [
+        *references.exclude(preview="").values_list("preview", flat=True),
+        *Run.objects.filter(user=user).exclude(result="").values_list("result", flat=True),
+    ]
+    used += sum(_size_on_disk(name) for name in copies)
+    return StorageUse(used=used, quota=settings.USER_STORAGE_QUOTA_MB * 1024 * 1024)
+
+
+def _size_on_disk(name: str) -> int:
+    try:
+        return media_path(name).stat().st_size
+    except OSError:
+        return 0  # gone from disk (or never written): it takes no room
+
+
+def store_upload(user: User, upload: UploadedFile) -> Reference:
+    """Check an upload against the model's limits and the user's quota; keep it only if it
+    passes.
+
+    The cheap checks come first: the size and the quota before the file is copied, then
+    what the container's header says (format, size, duration, fps), and only a file that
+    passes those has every packet walked to find a cut or damage. The upload is already on
+    disk (Django streams big uploads to a temporary file) and is never read into memory.
     """
+    name = upload.name or "reference"
+    size = upload.size or 0
+    if size > kling.REFERENCE_MAX_BYTES:
+        raise ReferenceRejected(video.size_problem(size))
+    if problem := storage_use(user).refusal(name, size):
+        raise ReferenceRejected(problem)
     code = uuid.uuid4()
     folder = media_path("references", str(code))
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = Path(upload.name or "").suffix.lower()[:8] or ".mp4"
+    suffix = Path(name).suffix.lower()[:8] or ".mp4"
     target = folder / f"original{suffix if suffix in {'.mp4', '.mov'} else '.mp4'}"
     try:
         temp_path = getattr(upload, "temporary_file_path", None)
@@ -108,16 +172,10 @@ def store_upload(user: object, upload: UploadedFile) -> Reference:
             with target.open("wb") as fh:
                 for chunk in upload.chunks():
                     fh.write(chunk)
-        try:
-            facts = video.probe(target)
-        except video.UnreadableVideo as exc:
-            raise ReferenceRejected(
-                f"“{upload.name}” can’t be used: {exc}. Upload an MP4 or MOV video "
-                f"(3–10 s, 720–2160 px, 24–60 fps, up to 200 MB)."
-            ) from exc
-        problems = video.reference_problems(facts)
-        if problems:
+        facts = _probe(target, name, thorough=False)
+        if problems := video.reference_problems(facts):
             raise ReferenceRejected(" ".join(problems))
+        _probe(target, name, thorough=True)  # the header is fine: is the rest of it there?
         poster = folder / "poster.jpg"
         video.save_poster(target, poster)
     except BaseException:
@@ -127,7 +185,7 @@ def store_upload(user: object, upload: UploadedFile) -> Reference:
     reference = Reference.objects.create(
         code=code,
         user=user,
-        name=Path(upload.name or "reference").name[:255],
+        name=Path(name).name[:255],
         file=str(relative / target.name),
         poster=str(relative / poster.name),
         format_name=facts.format_name,
@@ -141,3 +199,12 @@ def store_upload(user: object, upload: UploadedFile) -> Reference:
     )
     schedule_preview(reference)
     return reference
+
+
+def _probe(path: Path, name: str, *, thorough: bool) -> video.VideoFacts:
+    try:
+        return video.probe(path, thorough=thorough)
+    except video.UnreadableVideo as exc:
+        raise ReferenceRejected(
+            f"“{name}” can’t be used: {exc}. Upload a video: {kling.reference_limits_text()}."
+        ) from exc

@@ -90,7 +90,13 @@ def ensure_tracker() -> None:
     if settings.Q_CLUSTER.get("sync"):
         return  # tests drive the tracker by hand (a sync loop would block the request)
     if not tracker_running():
-        async_task("playground.runs.tracker.track", task_name="tracker", group="tracker")
+        # On the main cluster by name: a previews worker's post_spawn sweep comes here too.
+        async_task(
+            "playground.runs.tracker.track",
+            task_name="tracker",
+            group="tracker",
+            cluster=settings.Q_CLUSTER["name"],
+        )
 
 
 def track(slice_seconds: float | None = None) -> str:

@@ -8,7 +8,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.paginator import Paginator
 from django.db.models import Count
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.views.decorators.http import (
@@ -23,16 +23,17 @@ from django_htmx.http import HttpResponseClientRedirect
 from playground import kling
 from playground.lib.media import media_path
 from playground.lib.ranged import ranged_file_response
+from playground.lib.requests import AuthenticatedRequest, HtmxRequest
 from playground.runs.forms import GenerateForm
 from playground.runs.limits import LimitReached, budget_left_micros, create_run
 from playground.runs.models import Reference, Run
 from playground.runs.money import cost_of_seconds
 from playground.runs.poll import status_card_response
-from playground.runs.references import reference_for_token
+from playground.runs.references import reference_for_token, storage_use
 from playground.runs.tracker import ensure_tracker
 
 
-def _get_run(request: HttpRequest, code: str) -> Run:
+def _get_run(request: AuthenticatedRequest, code: str) -> Run:
     """The signed-in user's run, or 404 (never 403: others' runs don't exist for you)."""
     return get_object_or_404(Run.objects.select_related("reference"), code=code, user=request.user)
 
@@ -45,7 +46,7 @@ def _get_shared_run(token: str) -> Run:
 
 @require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
-def generate(request: HttpRequest) -> HttpResponse:
+def generate(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         # A double-click or a resubmitted form lands on the run it already made.
         key = request.POST.get("idempotency_key", "")
@@ -84,7 +85,7 @@ def generate(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _initial_from(request: HttpRequest) -> dict:
+def _initial_from(request: AuthenticatedRequest) -> dict:
     """ "Try again" links prefill the form from an earlier run of the user's."""
     reference = request.GET.get("reference")
     if reference and _is_uuid(reference):
@@ -112,7 +113,7 @@ def _is_uuid(value: str) -> bool:
     return True
 
 
-def _create_run(request: HttpRequest, form: GenerateForm) -> Run:
+def _create_run(request: AuthenticatedRequest, form: GenerateForm) -> Run:
     data = form.cleaned_data
     run = create_run(
         request.user,
@@ -129,13 +130,13 @@ def _create_run(request: HttpRequest, form: GenerateForm) -> Run:
 
 
 @require_GET
-def run_detail(request: HttpRequest, code: str) -> HttpResponse:
+def run_detail(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     return render(request, "runs/run_detail.html", {"run": run})
 
 
 @require_POST
-def run_cancel(request: HttpRequest, code: str) -> HttpResponse:
+def run_cancel(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     if run.request_cancel() and not request.htmx:
         messages.info(request, "Cancelling the run." if run.is_active else "Run cancelled.")
@@ -144,7 +145,7 @@ def run_cancel(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @require_POST
-def run_share(request: HttpRequest, code: str) -> HttpResponse:
+def run_share(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     if not run.has_result:
         raise Http404
@@ -154,7 +155,7 @@ def run_share(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @require_POST
-def run_unshare(request: HttpRequest, code: str) -> HttpResponse:
+def run_unshare(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     run.revoke_share()
     messages.info(request, "Share link revoked. The old link now shows nothing.")
@@ -162,7 +163,7 @@ def run_unshare(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @require_POST
-def run_delete(request: HttpRequest, code: str) -> HttpResponse:
+def run_delete(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run = _get_run(request, code)
     if run.is_active:
         messages.error(request, "Cancel the run before deleting it.")
@@ -173,7 +174,7 @@ def run_delete(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @require_GET
-def history(request: HttpRequest) -> HttpResponse:
+def history(request: AuthenticatedRequest) -> HttpResponse:
     runs = Run.objects.for_user(request.user).select_related("reference")
     page = Paginator(runs, 25).get_page(request.GET.get("page"))
     return render(
@@ -196,7 +197,7 @@ def history(request: HttpRequest) -> HttpResponse:
 
 def _serve(
     request: HttpRequest, name: str, *, content_type: str, download_as: str | None = None
-) -> HttpResponse:
+) -> HttpResponseBase:
     if not name:
         raise Http404
     path = media_path(name)
@@ -212,13 +213,17 @@ def _serve(
 
 
 @require_GET
-def references(request: HttpRequest) -> HttpResponse:
+def references(request: AuthenticatedRequest) -> HttpResponse:
     items = Reference.objects.filter(user=request.user).annotate(run_count=Count("runs"))
-    return render(request, "runs/references.html", {"references": items})
+    return render(
+        request,
+        "runs/references.html",
+        {"references": items, "storage": storage_use(request.user)},
+    )
 
 
 @require_POST
-def reference_delete(request: HttpRequest, code: str) -> HttpResponse:
+def reference_delete(request: AuthenticatedRequest, code: str) -> HttpResponse:
     reference = get_object_or_404(Reference, code=code, user=request.user)
     used = reference.runs.count()
     if used:
@@ -234,34 +239,34 @@ def reference_delete(request: HttpRequest, code: str) -> HttpResponse:
 
 
 @require_safe
-def run_result(request: HttpRequest, code: str) -> HttpResponse:
+def run_result(request: AuthenticatedRequest, code: str) -> HttpResponseBase:
     run = _get_run(request, code)
     download = f"kling-{run.code}.mp4" if "download" in request.GET else None
     return _serve(request, run.result.name, content_type="video/mp4", download_as=download)
 
 
 @require_safe
-def run_poster(request: HttpRequest, code: str) -> HttpResponse:
+def run_poster(request: AuthenticatedRequest, code: str) -> HttpResponseBase:
     run = _get_run(request, code)
     return _serve(request, run.poster.name or run.reference.poster.name, content_type="image/jpeg")
 
 
 @require_safe
-def reference_video(request: HttpRequest, code: str) -> HttpResponse:
+def reference_video(request: AuthenticatedRequest, code: str) -> HttpResponseBase:
     reference = get_object_or_404(Reference, code=code, user=request.user)
     name = reference.preview.name or reference.file.name
     return _serve(request, name, content_type="video/mp4")
 
 
 @require_safe
-def reference_poster(request: HttpRequest, code: str) -> HttpResponse:
+def reference_poster(request: AuthenticatedRequest, code: str) -> HttpResponseBase:
     reference = get_object_or_404(Reference, code=code, user=request.user)
     return _serve(request, reference.poster.name, content_type="image/jpeg")
 
 
 @login_not_required
 @require_safe
-def reference_download(request: HttpRequest, token: str) -> HttpResponse:
+def reference_download(request: HtmxRequest, token: str) -> HttpResponseBase:
     """The provider fetches the reference here: a signed, expiring, unguessable URL."""
     reference = reference_for_token(token)
     if reference is None:
@@ -272,20 +277,20 @@ def reference_download(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_not_required
 @require_GET
-def shared_run(request: HttpRequest, token: str) -> HttpResponse:
+def shared_run(request: HtmxRequest, token: str) -> HttpResponse:
     run = _get_shared_run(token)
     return render(request, "runs/shared.html", {"run": run, "token": token})
 
 
 @login_not_required
 @require_safe
-def shared_result(request: HttpRequest, token: str) -> HttpResponse:
+def shared_result(request: HtmxRequest, token: str) -> HttpResponseBase:
     run = _get_shared_run(token)
     return _serve(request, run.result.name, content_type="video/mp4")
 
 
 @login_not_required
 @require_safe
-def shared_poster(request: HttpRequest, token: str) -> HttpResponse:
+def shared_poster(request: HtmxRequest, token: str) -> HttpResponseBase:
     run = _get_shared_run(token)
     return _serve(request, run.poster.name, content_type="image/jpeg")

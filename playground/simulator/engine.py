@@ -1,35 +1,49 @@
 """The simulator's worker side: fetch the reference, render the output, call webhooks.
 
-Work runs on a small thread pool inside whichever process serves the simulator. If that
-process restarts mid-render, the next poll that finds a due job without output starts the
-work again, so no job is stuck.
+Work runs on small thread pools inside whichever process serves the simulator, and every
+timed call (a webhook when its job is due, a retry) waits on one scheduler thread, so the
+threads it uses stay few whatever the number of jobs. If that process restarts mid-render,
+the next poll that finds a due job without output starts the work again, so no job is stuck.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import logging
 import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from django.conf import settings
 
+from playground import kling
+from playground.lib.media import size_label
 from playground.simulator import render, store
+from playground.simulator.contract import job_body
 
 log = logging.getLogger(__name__)
 
 # Fetching and copying are I/O; rendering is CPU, so at most two renders run at once.
 _pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="simulator")
 _render_slots = threading.BoundedSemaphore(2)
+# Identical renders wait for the first rather than repeat it (striped: a bounded set).
+_render_locks = [threading.Lock() for _ in range(64)]
 _lock = threading.Lock()
 _in_flight: set[str] = set()
+
+# Fetching the reference: like a provider, but only what the submit allowed, and bounded.
+FETCH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+FETCH_SECONDS = 120  # the whole download, however slowly the bytes come
 
 
 def start(job_id: str) -> None:
@@ -47,7 +61,7 @@ def _produce(job_id: str) -> None:
         if job is None or job.output_path.exists() or job.fetch_error:
             return
         if not job.input_path.exists():
-            error = _fetch(job.video_url, job.input_path)
+            error = fetch_reference(job.video_url, job.input_path)
             if error:
                 job.fetch_error = error
                 job.save()
@@ -64,19 +78,40 @@ def _produce(job_id: str) -> None:
             _in_flight.discard(job_id)
 
 
-def _fetch(url: str, dest: Path) -> str:
-    """Download the reference like a provider would; return an error message or ''."""
+def fetch_reference(url: str, dest: Path) -> str:
+    """Download the reference like a provider would; return an error message or ''.
+
+    No redirects (the submit checked this URL, not wherever it might point), a timeout,
+    and no more than the model's size limit is read.
+    """
     part = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
+    limit = kling.REFERENCE_MAX_BYTES
+    too_big = (
+        f"The reference video is larger than {size_label(limit)}, the model's limit; "
+        "it was not downloaded."
+    )
+    deadline = time.monotonic() + FETCH_SECONDS
     try:
-        with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
+        with httpx.stream("GET", url, timeout=FETCH_TIMEOUT, follow_redirects=False) as response:
             if response.status_code != 200:
                 return f"Could not download the reference video (HTTP {response.status_code})."
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                return too_big
+            size = 0
             with part.open("wb") as fh:
-                for chunk in response.iter_bytes(1 << 20):
+                for chunk in response.iter_bytes():  # as it comes, so the clock is checked
+                    size += len(chunk)
+                    if size > limit:
+                        return too_big
+                    if time.monotonic() > deadline:
+                        return f"Downloading the reference video took over {FETCH_SECONDS} s."
                     fh.write(chunk)
+        part.replace(dest)
     except httpx.HTTPError as exc:
         return f"Could not download the reference video ({exc.__class__.__name__})."
-    part.replace(dest)
+    finally:
+        part.unlink(missing_ok=True)
     return ""
 
 
@@ -88,19 +123,75 @@ def _render_cached(job: store.SimJob) -> None:
             digest.update(block)
     grade, _, _ = render.grade_for(job.prompt)
     digest.update(f"{grade}|{job.duration}|{job.aspect_ratio}|{job.keep_audio}".encode())
-    cache = store.root() / "outputs" / f"cache-{digest.hexdigest()[:32]}.mp4"
-    if not cache.exists():
-        render.render(
-            job.input_path,
-            cache,
-            prompt=job.prompt,
-            duration=job.duration,
-            aspect_ratio=job.aspect_ratio,
-            keep_audio=job.keep_audio,
-        )
+    key = digest.hexdigest()[:32]
+    cache = job.home / "outputs" / f"cache-{key}.mp4"
+    with _render_locks[int(key, 16) % len(_render_locks)]:
+        if not cache.exists():
+            with _render_slots:
+                render.render(
+                    job.input_path,
+                    cache,
+                    prompt=job.prompt,
+                    duration=job.duration,
+                    aspect_ratio=job.aspect_ratio,
+                    keep_audio=job.keep_audio,
+                )
     part = job.output_path.with_name(f"{job.id}.{os.getpid()}.{threading.get_ident()}.part")
     shutil.copyfile(cache, part)
     part.replace(job.output_path)
+
+
+# --- Timed calls ----------------------------------------------------------------------------
+
+
+class _Scheduler:
+    """One thread that hands each call to a pool when its time comes (a timer thread per
+    call would grow with the number of jobs)."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+        self._due: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
+        self._order = itertools.count()  # ties go in the order they were asked
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def call_later(self, delay: float, fn: Callable[..., Any], *args: Any) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (time.time() + delay, next(self._order), fn, args))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="simulator-scheduler", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def pending(self) -> int:
+        with self._changed:
+            return len(self._due)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while not self._due or self._due[0][0] > time.time():
+                    self._changed.wait(self._due[0][0] - time.time() if self._due else None)
+                _, _, fn, args = heapq.heappop(self._due)
+            try:
+                self._pool.submit(_logging_errors, fn, *args)
+            except RuntimeError:
+                return  # the interpreter is shutting down
+
+
+def _logging_errors(fn: Callable[..., Any], *args: Any) -> None:
+    """A pool keeps a call's exception in its future, which nobody reads: log it."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("simulator: %s%r failed", fn.__name__, args)
+
+
+# Webhook deliveries have a pool of their own, so a slow receiver never holds up renders.
+_webhook_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="simulator-webhook")
+_scheduler = _Scheduler(_webhook_pool)
 
 
 # --- Webhooks -------------------------------------------------------------------------------
@@ -110,22 +201,17 @@ def schedule_webhook(job: store.SimJob) -> None:
     """Call the job's webhook_url once it is due to finish (polling remains the fallback)."""
     if not job.webhook_url:
         return
-    delay = max(0.0, job.created + job.queued_seconds + job.processing_seconds - time.time())
-    timer = threading.Timer(delay, _deliver_webhook, args=(job.id,))
-    timer.daemon = True
-    timer.start()
+    _scheduler.call_later(max(0.0, job.due_at - time.time()), _deliver_webhook, job.id, 0)
 
 
-def _deliver_webhook(job_id: str, attempt: int = 0) -> None:
-    from playground.simulator.views import job_body  # the same body the poll answers
-
+def _deliver_webhook(job_id: str, attempt: int) -> None:
     job = store.SimJob.load(job_id)
     if job is None or job.webhook_sent or not job.webhook_url:
         return
     phase = job.phase()
     if phase in {"queued", "processing"} or (phase == "done" and not job.output_path.exists()):
         if attempt < 60:
-            threading.Timer(1.0, _deliver_webhook, args=(job_id, attempt + 1)).start()
+            _scheduler.call_later(1.0, _deliver_webhook, job_id, attempt + 1)
         return
     body = json.dumps(job_body(job, base_url=settings.AIGATEWAY_BASE_URL)).encode()
     timestamp = str(int(time.time()))
@@ -135,6 +221,7 @@ def _deliver_webhook(job_id: str, attempt: int = 0) -> None:
             job.webhook_url,
             content=body,
             timeout=10,
+            follow_redirects=False,
             headers={
                 "Content-Type": "application/json",
                 "aig-timestamp": timestamp,
@@ -148,7 +235,7 @@ def _deliver_webhook(job_id: str, attempt: int = 0) -> None:
         job.webhook_sent = True
         job.save()
     elif attempt < 5:
-        threading.Timer(2.0 * (attempt + 1), _deliver_webhook, args=(job_id, attempt + 1)).start()
+        _scheduler.call_later(2.0 * (attempt + 1), _deliver_webhook, job_id, attempt + 1)
 
 
 def sign_webhook(timestamp: str, body: bytes) -> str:

@@ -1,13 +1,20 @@
 """The simulator's "model": a real output video rendered from the reference with PyAV.
 
-It keeps the reference's motion (its frames, time-fitted to the requested duration), crops
-or pads to the aspect ratio, grades colour from words in the prompt, stamps every frame as
-SIMULATED, and writes H.264/yuv420p MP4 with the moov atom first so browsers play and seek
-it at once. It never pretends to be the model: the stamp is on every frame.
+Like the model, it answers 1080p at 24 fps in each aspect ratio (kling.OUTPUT_SIZES), with
+the H.264/AAC set-up previews use (lib/video.py). It keeps the reference's motion (its
+frames, time-fitted to the requested duration), crops or pads to the aspect ratio, grades
+colour from words in the prompt and stamps every frame as SIMULATED: it never pretends to
+be the model.
+
+It must render faster than real time on a 2-core machine (bench/render_speed.py measures
+it), so a frame stays in YUV from the decoder to the encoder: libavfilter fits and grades it
+in C, numpy only inks the stamp on the top strip, and a source frame shown twice (slow
+motion) is painted once.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import threading
@@ -17,9 +24,10 @@ from pathlib import Path
 import av
 import numpy as np
 
-OUTPUT_FPS = 24
-SHORT_SIDE = 720
-ASPECTS = {"16:9": (16, 9), "9:16": (9, 16), "1:1": (1, 1)}
+from playground import kling
+from playground.lib import video
+
+CRF = 26  # a simulated result needs to look right, not archival
 
 # Words in the prompt pick a grade: per-channel gains (R, G, B) and a saturation factor.
 GRADES: list[tuple[str, tuple[float, float, float], float]] = [
@@ -30,6 +38,19 @@ GRADES: list[tuple[str, tuple[float, float, float], float]] = [
     (r"night|moon|winter|ice|snow|cold|blue|ocean|underwater|rain", (0.8, 0.95, 1.25), 0.9),
     (r"forest|jungle|green|spring|matrix", (0.88, 1.18, 0.88), 1.1),
 ]
+
+# BT.601 limited range, what swscale and browsers assume for yuv420p video:
+# (Y, Cb, Cr) = RGB_TO_YUV @ (R, G, B) + (16, 128, 128), with RGB in 0..255.
+RGB_TO_YUV = (
+    np.array(
+        [
+            [65.481, 128.553, 24.966],
+            [-37.797, -74.203, 112.0],
+            [112.0, -93.786, -18.214],
+        ]
+    )
+    / 255
+)
 
 # A 5×7 bitmap for the stamp's letters; one string per row, "#" is ink.
 FONT = {
@@ -54,12 +75,15 @@ def grade_for(prompt: str) -> tuple[str, tuple[float, float, float], float]:
 
 
 def output_size(ref_width: int, ref_height: int, aspect_ratio: str) -> tuple[int, int]:
-    aw, ah = ASPECTS.get(aspect_ratio, (ref_width, ref_height))
-    if aw >= ah:
-        height, width = SHORT_SIDE, SHORT_SIDE * aw / ah
-    else:
-        width, height = SHORT_SIDE, SHORT_SIDE * ah / aw
-    return round(width / 2) * 2, round(height / 2) * 2
+    """The model's output size: 1080p in the asked aspect ratio; for "auto", the one
+    closest to the reference's own shape (compared as ratios, so portrait and landscape
+    are treated alike)."""
+    if aspect_ratio in kling.OUTPUT_SIZES:
+        return kling.OUTPUT_SIZES[aspect_ratio]
+    shape = ref_width / ref_height
+    return min(
+        kling.OUTPUT_SIZES.values(), key=lambda size: abs(math.log(shape * size[1] / size[0]))
+    )
 
 
 def _stamp(width: int) -> np.ndarray:
@@ -70,54 +94,91 @@ def _stamp(width: int) -> np.ndarray:
     return np.kron(mask, np.ones((scale, scale), dtype=bool))
 
 
-class _Grader:
-    """Grades and stamps one frame; works in YUV so saturation only touches chroma."""
+def _filters(
+    prompt: str, ref_width: int, ref_height: int, width: int, height: int
+) -> list[tuple[str, str]]:
+    """The libavfilter chain that fits a reference frame to the output and grades it.
 
-    def __init__(self, prompt: str, width: int, height: int) -> None:
-        _, gains, saturation = grade_for(prompt)
-        ramp = np.arange(256, dtype=np.float32)
-        self.luts = [np.clip(ramp * g, 0, 255).astype(np.uint8) for g in gains]
-        self.chroma_lut = np.clip(128 + (ramp - 128) * saturation, 0, 255).astype(np.uint8)
-        self.width, self.height = width, height
+    Fit: crop to the target aspect (cover) when little is lost, else pad (contain). Grade:
+    the prompt's RGB gains and saturation, as one matrix in YCbCr (BT.601, limited range),
+    kept to the terms libavfilter applies fast: luma's own gain (lutyuv) and each chroma
+    plane's saturation plus a tint that grows with luma (colorcorrect), so black stays
+    black and highlights take the colour.
+    """
+    cover = max(width / ref_width, height / ref_height)
+    contain = min(width / ref_width, height / ref_height)
+    kept = (contain / cover) ** 2  # fraction of the picture a cover-crop would keep
+    scale = cover if kept >= 0.5 else contain
+    sw, sh = video.even(ref_width * scale), video.even(ref_height * scale)
+    chain = [("scale", f"{sw}:{sh}")] if (sw, sh) != (ref_width, ref_height) else []
+    chain += [("format", "yuv420p"), ("setsar", "1")]
+    if kept >= 0.5:
+        chain.append(("crop", f"{width}:{height}:{(sw - width) // 4 * 2}:{(sh - height) // 4 * 2}"))
+    else:
+        chain.append(("pad", f"{width}:{height}:{(width - sw) // 4 * 2}:{(height - sh) // 4 * 2}"))
+
+    _, gains, saturation = grade_for(prompt)
+    matrix = RGB_TO_YUV @ np.diag(gains) @ np.linalg.inv(RGB_TO_YUV)  # on (Y-16, Cb-128, Cr-128)
+    chain.append(("lutyuv", f"y=16+(val-16)*{matrix[0, 0]:.4f}"))
+    # colorcorrect: chroma' = saturation * (chroma + luma * (high - low) / 2 + low), all in
+    # 0..1 units with luma full scale; a tint of m per unit of (Y-16) is low = -16/255 * m,
+    # high = low + 2 m.
+    tints = {}
+    for name, row in (("b", 1), ("r", 2)):
+        low = -16 / 255 * matrix[row, 0]
+        tints[name] = (low, low + 2 * matrix[row, 0])
+    gain = saturation * (matrix[1, 1] + matrix[2, 2]) / 2
+    chain.append(
+        (
+            "colorcorrect",
+            f"rl={tints['r'][0]:.4f}:bl={tints['b'][0]:.4f}:"
+            f"rh={tints['r'][1]:.4f}:bh={tints['b'][1]:.4f}:saturation={gain:.4f}",
+        )
+    )
+    return chain
+
+
+class _Painter:
+    """Turns a decoded reference frame into an output frame: fit, grade (libavfilter, in
+    C), then the SIMULATED stamp (numpy, on the top strip only)."""
+
+    def __init__(self, prompt: str, stream: av.VideoStream, width: int, height: int) -> None:
+        ref_width, ref_height = stream.codec_context.width, stream.codec_context.height
+        self.graph = av.filter.Graph()
+        node = self.graph.add_buffer(template=stream)
+        for name, args in _filters(prompt, ref_width, ref_height, width, height):
+            step = self.graph.add(name, args)
+            node.link_to(step)
+            node = step
+        node.link_to(self.graph.add("buffersink"))
+        self.graph.configure()
         self.stamp = _stamp(width)
         sh, sw = self.stamp.shape
         # A strip along the top (video controls cover the bottom of the picture).
         self.band_bottom = (sh + 2 * (sh // 3)) // 2 * 2
         self.stamp_at = (sh // 3, (width - sw) // 2)
 
-    def __call__(self, rgb: np.ndarray) -> av.VideoFrame:
-        for c in range(3):
-            rgb[..., c] = self.luts[c][rgb[..., c]]
-        yuv = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
-        planes = yuv.to_ndarray()  # Y rows, then U and V packed below at quarter size
-        h, w = self.height, self.width
-        luma, chroma = planes[:h], planes[h:]
-        chroma[:] = self.chroma_lut[chroma]
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        self.graph.push(frame)
+        out = self.graph.pull()
+        luma, cb, cr = _planes(out)
         # Darken a strip so the stamp reads on any picture, then ink the stamp.
         luma[: self.band_bottom] //= 3
-        chroma.reshape(2, h // 2, w // 2)[:, : self.band_bottom // 2] = 128
+        cb[: self.band_bottom // 2] = 128
+        cr[: self.band_bottom // 2] = 128
         y, x = self.stamp_at
         sh, sw = self.stamp.shape
         luma[y : y + sh, x : x + sw][self.stamp] = 235
-        return av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        return out
 
 
-def _fit(frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
-    """Crop to the target aspect (cover) when little is lost, else pad (contain)."""
-    cover = max(width / frame.width, height / frame.height)
-    contain = min(width / frame.width, height / frame.height)
-    kept = (contain / cover) ** 2  # fraction of the picture a cover-crop would keep
-    scale = cover if kept >= 0.5 else contain
-    sw = max(2, round(frame.width * scale / 2) * 2)
-    sh = max(2, round(frame.height * scale / 2) * 2)
-    img = frame.to_ndarray(width=sw, height=sh, format="rgb24")
-    canvas = np.zeros((height, width, 3), dtype=np.uint8)
-    # Centre the scaled picture on the canvas, cropping whatever overhangs.
-    src_y, dst_y = max(0, (sh - height) // 2), max(0, (height - sh) // 2)
-    src_x, dst_x = max(0, (sw - width) // 2), max(0, (width - sw) // 2)
-    h, w = min(sh, height), min(sw, width)
-    canvas[dst_y : dst_y + h, dst_x : dst_x + w] = img[src_y : src_y + h, src_x : src_x + w]
-    return canvas
+def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
+    """A yuv420p frame's Y, Cb and Cr planes as arrays over its own memory (no copy)."""
+    views = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, dtype=np.uint8)[: plane.line_size * plane.height]
+        views.append(rows.reshape(plane.height, plane.line_size)[:, : plane.width])
+    return views
 
 
 def render(
@@ -132,81 +193,75 @@ def render(
     """Render dest from source; dest appears only when complete (written to a .part file)."""
     dest = Path(dest)
     part = dest.with_name(f"{dest.stem}.{os.getpid()}.{threading.get_ident()}.part.mp4")
-    with av.open(str(source)) as inp:
+    try:
+        _render(Path(source), part, prompt, duration, aspect_ratio, keep_audio)
+        part.replace(dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _render(
+    source: Path, part: Path, prompt: str, duration: float, aspect_ratio: str, keep_audio: bool
+) -> None:
+    rate = kling.OUTPUT_FPS
+    with av.open(str(source)) as inp, video.open_mp4(part) as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
+        width, height = output_size(vin.codec_context.width, vin.codec_context.height, aspect_ratio)
+        paint = _Painter(prompt, vin, width, height)
+        vout = video.add_h264(out, width, height, rate, crf=CRF)
+        vout.thread_type = "FRAME"  # x264's frame threads keep both cores busy
+        ain = inp.streams.audio[0] if keep_audio and inp.streams.audio else None
+        if ain is not None:
+            aout, resampler = video.add_aac(out)
+            audio_left = int(duration * aout.rate)
+        else:
+            audio_left = 0
+
         ref_seconds = (
             float(vin.duration * vin.time_base) if vin.duration else (inp.duration / av.time_base)
         )
-        width, height = output_size(vin.codec_context.width, vin.codec_context.height, aspect_ratio)
-        grader = _Grader(prompt, width, height)
-        total = round(duration * OUTPUT_FPS)
-        with av.open(str(part), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-            vout = out.add_stream("libx264", rate=OUTPUT_FPS)
-            vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
-            vout.options = {"preset": "veryfast", "crf": "26", "x264-params": "log-level=error"}
-            start = float(vin.start_time * vin.time_base) if vin.start_time else 0.0
-            current = None
-            index = 0
-            # Fit the whole reference motion into the requested duration: output frame k
-            # shows the source at k/total of its length (slow motion or fast forward).
-            for frame in inp.decode(vin):
-                t = (frame.time or 0.0) - start
-                while index < total and t > index * ref_seconds / total:
+        start = float(vin.start_time * vin.time_base) if vin.start_time else 0.0
+        total = round(duration * rate)
+        index = 0
+        current: av.VideoFrame | None = None  # the latest source frame…
+        painted: av.VideoFrame | None = None  # …and its output, made when first shown
+
+        def emit(frame: av.VideoFrame) -> None:
+            nonlocal index, painted
+            if painted is None:
+                painted = paint(frame)
+            painted.pts = index
+            painted.time_base = Fraction(1, rate)
+            out.mux(vout.encode(painted))
+            index += 1
+
+        samples = 0
+        for packet in inp.demux(*[s for s in (vin, ain) if s is not None]):
+            if packet.stream is vin:
+                if index >= total:
+                    continue
+                # Fit the whole reference motion into the requested duration: output frame
+                # k shows the source at k/total of its length (slow motion or fast forward).
+                for frame in packet.decode():
                     if current is None:
                         current = frame
-                    _emit(out, vout, grader, current, width, height, index)
-                    index += 1
-                current = frame
-                if index >= total:
-                    break
-            while index < total and current is not None:
-                _emit(out, vout, grader, current, width, height, index)
-                index += 1
-            out.mux(vout.encode(None))
-        if keep_audio:
-            _add_audio(source, part, duration)
-    part.replace(dest)
-
-
-def _emit(out, vout, grader, frame, width: int, height: int, index: int) -> None:
-    picture = grader(_fit(frame, width, height))
-    picture.pts = index
-    picture.time_base = Fraction(1, OUTPUT_FPS)
-    out.mux(vout.encode(picture))
-
-
-def _add_audio(source: str | Path, video_only: Path, duration: float) -> None:
-    """Remux the rendered video with the reference's audio (AAC), cut to the duration."""
-    with av.open(str(source)) as probe_in:
-        if not probe_in.streams.audio:
-            return
-    muxed = video_only.with_name(video_only.name + ".av.mp4")
-    with (
-        av.open(str(video_only)) as vin,
-        av.open(str(source)) as ain,
-        av.open(str(muxed), "w", format="mp4", options={"movflags": "+faststart"}) as out,
-    ):
-        vsrc = vin.streams.video[0]
-        vdst = out.add_stream_from_template(vsrc)
-        adst = out.add_stream("aac", rate=48000)
-        adst.layout = "stereo"
-        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
-        for packet in vin.demux(vsrc):
-            if packet.dts is None:
-                continue
-            packet.stream = vdst
-            out.mux(packet)
-        limit = int(duration * 48000)
-        written = 0
-        for frame in ain.decode(ain.streams.audio[0]):
-            for chunk in resampler.resample(frame):
-                if written >= limit:
-                    break
-                chunk.pts = written
-                written += chunk.samples
-                out.mux(adst.encode(chunk))
-            if written >= limit:
+                    t = (frame.time or 0.0) - start
+                    while index < total and t > index * ref_seconds / total:
+                        emit(current)
+                    if frame is not current:
+                        current, painted = frame, None
+            elif audio_left > 0:
+                for frame in packet.decode():
+                    for chunk in resampler.resample(frame):
+                        chunk.pts = samples
+                        samples += chunk.samples
+                        audio_left -= chunk.samples
+                        out.mux(aout.encode(chunk))
+            if index >= total and audio_left <= 0:
                 break
-        out.mux(adst.encode(None))
-    muxed.replace(video_only)
+        while index < total and current is not None:
+            emit(current)
+        out.mux(vout.encode(None))
+        if ain is not None:
+            out.mux(aout.encode(None))

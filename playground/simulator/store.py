@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import secrets
 import threading
@@ -23,7 +24,7 @@ from django.conf import settings
 
 def root() -> Path:
     path = Path(settings.SIMULATOR_ROOT)
-    for sub in ("jobs", "inputs", "outputs", "idempotency"):
+    for sub in ("jobs", "inputs", "outputs", "idempotency", "active"):
         (path / sub).mkdir(parents=True, exist_ok=True)
     return path
 
@@ -43,6 +44,10 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(path)
+
+
+# A job due this long without its output is taken to have lost the process rendering it.
+RENDER_GRACE_SECONDS = 20
 
 
 @dataclass
@@ -65,16 +70,21 @@ class SimJob:
     webhook_sent: bool = False
     resolution: str = ""
 
+    def __post_init__(self) -> None:
+        # Where this job lives, fixed when it is made or loaded: a thread still working on
+        # it after SIMULATOR_ROOT changes (as it does between tests) keeps to its own files.
+        self.home = root()
+
     @property
     def input_path(self) -> Path:
-        return root() / "inputs" / f"{self.id}.mp4"
+        return self.home / "inputs" / f"{self.id}.mp4"
 
     @property
     def output_path(self) -> Path:
-        return root() / "outputs" / f"{self.id}.mp4"
+        return self.home / "outputs" / f"{self.id}.mp4"
 
     def save(self) -> None:
-        _write_json(root() / "jobs" / f"{self.id}.json", asdict(self))
+        _write_json(self.home / "jobs" / f"{self.id}.json", asdict(self))
 
     @classmethod
     def load(cls, job_id: str) -> SimJob | None:
@@ -106,6 +116,60 @@ class SimJob:
             return "processing"
         return "failed" if self.fail_message else "done"
 
+    def finished(self, now: float | None = None) -> bool:
+        """Whether the job is over as a client sees it: completed (its output written),
+        failed or cancelled. A job due to be done whose output is not written yet is
+        still processing."""
+        phase = self.phase(now)
+        return phase in {"failed", "cancelled"} or (phase == "done" and self.output_path.exists())
+
+    def output_lost(self, now: float | None = None) -> bool:
+        """Due to be done long ago and still without output: whatever was rendering it
+        has gone (the process restarted), so it must be started again."""
+        now = now or time.time()
+        return (
+            self.phase(now) == "done"
+            and now > self.due_at + RENDER_GRACE_SECONDS
+            and not self.output_path.exists()
+        )
+
+
+# --- Unfinished jobs ----------------------------------------------------------------------
+#
+# active/<due>-<job id>: an empty file per job not known to be finished, named with the
+# second the job is due. Counting them reads only the names; a job's own file is read once
+# it is overdue, and its entry is removed when it has finished.
+
+HANGING = 10**10  # the "due" second of a hanging job: never
+
+
+def mark_active(job: SimJob) -> None:
+    due = HANGING if job.hang else math.ceil(job.due_at)
+    (root() / "active" / f"{due}-{job.id}").touch()
+
+
+def mark_finished(job_id: str) -> None:
+    for path in (root() / "active").glob(f"*-{job_id}"):
+        path.unlink(missing_ok=True)
+
+
+def active_job_count() -> int:
+    """How many jobs are unfinished now (call it under locked("submit") to act on it)."""
+    now = time.time()
+    count = 0
+    with os.scandir(root() / "active") as entries:
+        for entry in entries:
+            due, _, job_id = entry.name.partition("-")
+            if due.isdigit() and int(due) > now:
+                count += 1
+                continue
+            job = SimJob.load(job_id)
+            if job is None or job.finished(now):
+                Path(entry.path).unlink(missing_ok=True)
+            else:
+                count += 1
+    return count
+
 
 def job_ids() -> list[str]:
     return sorted(p.stem for p in (root() / "jobs").glob("job_*.json"))
@@ -129,6 +193,7 @@ def _safe(key: str) -> str:
 # A queue of faults in faults.json, consumed in order by the requests they match:
 #   {"on": "submit" | "poll" | "cancel" | "download" | "any",
 #    "status": 429, "retry_after": 1, "message": "…",     # an HTTP error answer
+#    "status": 304,                           # poll only: an empty `304 Not Modified`
 #    "malformed": true,                                     # a 200 with a broken body
 #    "delay": 2.5,                                          # answer late (timeouts)
 #    "delay_after": 4,                  # submit only: create the job, then answer late

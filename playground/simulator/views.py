@@ -1,27 +1,40 @@
-"""The simulator's HTTP face: AIgateway's paths, statuses, bodies and headers."""
+"""The simulator's HTTP face: AIgateway's paths, statuses, bodies and headers.
+
+Only this instance's own client may use it (its API routes want the per-instance key), and
+it only fetches this instance's own signed references and calls this instance's own
+webhook: a server that downloads and posts to URLs must not do so for anyone who asks.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import hmac
 import json
 import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotModified,
+    JsonResponse,
+)
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from playground import kling
 from playground.lib.ranged import ranged_file_response
-from playground.simulator import engine, store
+from playground.runs.references import public_base_url, reference_for_token
+from playground.simulator import contract, engine, store
 
-MODEL = "kuaishou/kling-video-o1-video-to-video-reference"
-ASPECT_RATIOS = {"auto", "16:9", "9:16", "1:1"}
+ASPECT_RATIOS = {"auto", *kling.OUTPUT_SIZES}
 
 
 def error(
@@ -39,6 +52,27 @@ def error(
     if retry_after is not None:
         response["Retry-After"] = f"{retry_after:g}"
     return response
+
+
+def requires_key(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Answer AIgateway's 401 unless the request carries `Authorization: Bearer <key>`."""
+
+    @functools.wraps(view)
+    def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        # Header values can hold any byte; compare bytes, so garbage is only a wrong key.
+        presented = key.strip().encode("utf-8", "replace")
+        expected = settings.SIMULATOR_API_KEY.encode()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented, expected):
+            return error(
+                401,
+                "Missing or invalid API key. Send Authorization: Bearer <key>.",
+                "authentication_error",
+                code="invalid_api_key",
+            )
+        return view(request, *args, **kwargs)
+
+    return checked
 
 
 FAULT_TYPES = {
@@ -62,6 +96,8 @@ def _injected_fault(route: str, fault: dict[str, Any] | None = None) -> HttpResp
     status = int(fault.get("status", 0))
     if not status:
         return None
+    if status == 304:
+        return HttpResponseNotModified()  # "unchanged since your last poll", no body
     type_ = FAULT_TYPES.get(status, "server_error")
     return error(
         status,
@@ -71,72 +107,23 @@ def _injected_fault(route: str, fault: dict[str, Any] | None = None) -> HttpResp
     )
 
 
-def job_body(job: store.SimJob, *, base_url: str) -> dict[str, Any]:
-    phase = job.phase()
-    body: dict[str, Any] = {
-        "id": job.id,
-        "object": "video.generation.job",
-        "model": MODEL,
-        "created": int(job.created),
-    }
-    if phase == "done" and not job.output_path.exists():
-        if time.time() > job.due_at + 20:
-            engine.start(job.id)  # the process that rendered it died: start again
-        phase = "processing"
-    body["status"] = {"done": "completed"}.get(phase, phase)
-    if phase == "done":
-        body["result"] = {
-            "url": _result_url(job, base_url),
-            "duration": float(job.duration),
-            "resolution": _resolution(job),
-        }
-    elif phase == "failed":
-        body["error"] = {
-            "code": "generation_failed",
-            "message": job.fetch_error or job.fail_message,
-        }
-    return body
-
-
-def _resolution(job: store.SimJob) -> str:
-    """WxH of the rendered output; read once, then kept in the job file."""
-    if not job.resolution:
-        from playground.lib.video import probe
-
-        facts = probe(job.output_path, thorough=False)
-        job.resolution = f"{facts.width}x{facts.height}"
-        with store.locked("jobs"):  # save onto a fresh copy: other fields may have moved
-            fresh = store.SimJob.load(job.id) or job
-            fresh.resolution = job.resolution
-            fresh.save()
-    return job.resolution
-
-
-def _signature(job_id: str, expires: int) -> str:
-    key = settings.SECRET_KEY.encode()
-    return hmac.new(key, f"sim-result:{job_id}:{expires}".encode(), hashlib.sha256).hexdigest()
-
-
-def _result_url(job: store.SimJob, base_url: str) -> str:
-    expires = int(time.time()) + settings.SIMULATOR_RESULT_TTL_SECONDS
-    if job.expired_urls_left > 0:
-        with store.locked("jobs"):
-            fresh = store.SimJob.load(job.id) or job
-            fresh.expired_urls_left -= 1
-            fresh.save()
-        job.expired_urls_left = fresh.expired_urls_left
-        expires = int(time.time()) - 1
-    path = reverse("simulator:result", args=[job.id])
-    prefix = base_url.removesuffix("/sim")
-    return f"{prefix}{path}?expires={expires}&sig={_signature(job.id, expires)}"
-
-
 def _base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/").rstrip("/") + "/sim"
 
 
+def _is_own_reference_url(url: str) -> bool:
+    """A signed reference URL of this instance, whose token still verifies."""
+    prefix = public_base_url() + reverse("reference_download", args=["-"]).removesuffix("-")
+    return url.startswith(prefix) and reference_for_token(url.removeprefix(prefix)) is not None
+
+
+def _own_webhook_url() -> str:
+    return public_base_url() + reverse("webhook")
+
+
 @csrf_exempt
 @require_http_methods(["POST"])
+@requires_key
 def create_generation(request: HttpRequest) -> HttpResponse:
     fault = store.take_fault("submit") or {}
     if fault and (response := _injected_fault("submit", fault)):
@@ -146,15 +133,15 @@ def create_generation(request: HttpRequest) -> HttpResponse:
         assert isinstance(data, dict)
     except (ValueError, AssertionError):
         return error(400, "The body must be a JSON object.", "invalid_request_error")
-    if data.get("model") != MODEL:
+    if data.get("model") != kling.MODEL_ID:
         return error(404, f"Unknown model {data.get('model')!r}.", "not_found", param="model")
     prompt = data.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > 2500:
+    if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > kling.PROMPT_MAX_CHARS:
         return error(
             400, "prompt must be 1–2500 characters.", "invalid_request_error", param="prompt"
         )
     duration = data.get("duration", 5)
-    if not isinstance(duration, int) or not 3 <= duration <= 10:
+    if not isinstance(duration, int) or duration not in kling.DURATIONS:
         return error(
             400,
             "duration must be an integer from 3 to 10.",
@@ -170,9 +157,21 @@ def create_generation(request: HttpRequest) -> HttpResponse:
             param="aspect_ratio",
         )
     video_url = data.get("video_url")
-    if not isinstance(video_url, str) or not video_url.startswith(("http://", "https://")):
+    if not isinstance(video_url, str) or not _is_own_reference_url(video_url):
         return error(
-            400, "video_url must be an http(s) URL.", "invalid_request_error", param="video_url"
+            400,
+            "video_url must be a signed reference URL of this instance; the simulator "
+            "downloads nothing else.",
+            "invalid_request_error",
+            param="video_url",
+        )
+    webhook_url = data.get("webhook_url") or ""
+    if webhook_url and webhook_url != _own_webhook_url():
+        return error(
+            400,
+            f"webhook_url must be empty or this instance's own webhook, {_own_webhook_url()}.",
+            "invalid_request_error",
+            param="webhook_url",
         )
 
     key = request.headers.get("Idempotency-Key", "")
@@ -180,9 +179,19 @@ def create_generation(request: HttpRequest) -> HttpResponse:
         if key and (existing_id := store.job_for_idempotency_key(key)):
             existing = store.SimJob.load(existing_id)
             if existing is not None:
-                return JsonResponse(job_body(existing, base_url=_base_url(request)), status=200)
-        job = _new_job(data, prompt, duration, aspect_ratio, video_url)
+                body = contract.job_body(existing, base_url=_base_url(request))
+                return JsonResponse(body, status=200)
+        limit = settings.SIMULATOR_MAX_ACTIVE_JOBS
+        if store.active_job_count() >= limit:
+            return error(
+                429,
+                f"The simulator already holds {limit} unfinished jobs; try again shortly.",
+                "rate_limit_error",
+                retry_after=5,
+            )
+        job = _new_job(data, prompt, duration, aspect_ratio, video_url, webhook_url)
         job.save()
+        store.mark_active(job)
         if key:
             store.remember_idempotency_key(key, job.id)
     engine.start(job.id)
@@ -190,11 +199,11 @@ def create_generation(request: HttpRequest) -> HttpResponse:
     if fault.get("delay_after"):
         # Accepted, but the answer is slow: the case where a client may never learn the id.
         time.sleep(float(fault["delay_after"]))
-    return JsonResponse(job_body(job, base_url=_base_url(request)), status=202)
+    return JsonResponse(contract.job_body(job, base_url=_base_url(request)), status=202)
 
 
 def _new_job(
-    data: dict, prompt: str, duration: int, aspect_ratio: str, video_url: str
+    data: dict, prompt: str, duration: int, aspect_ratio: str, video_url: str, webhook_url: str
 ) -> store.SimJob:
     job = store.SimJob(
         id=store.SimJob.new_id(),
@@ -203,7 +212,7 @@ def _new_job(
         aspect_ratio=aspect_ratio,
         keep_audio=bool(data.get("keep_audio")),
         video_url=video_url,
-        webhook_url=str(data.get("webhook_url") or ""),
+        webhook_url=webhook_url,
         queued_seconds=settings.SIMULATOR_QUEUED_SECONDS,
         # Real jobs vary; a jitter spreads them (the benchmark uses it, tests don't).
         processing_seconds=settings.SIMULATOR_PROCESSING_SECONDS
@@ -230,6 +239,7 @@ def _new_job(
 
 @csrf_exempt
 @require_http_methods(["GET", "DELETE"])
+@requires_key
 def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
     if request.method == "DELETE":
         return _cancel(request, job_id)
@@ -240,7 +250,9 @@ def job_detail(request: HttpRequest, job_id: str) -> HttpResponse:
         return error(404, f"No job {job_id}.", "not_found")
     if settings.SIMULATOR_POLL_LOG:
         _log_poll(job_id)
-    return JsonResponse(job_body(job, base_url=_base_url(request)))
+    if job.output_lost():
+        engine.start(job.id)  # the process that was rendering it died: start again
+    return JsonResponse(contract.job_body(job, base_url=_base_url(request)))
 
 
 _poll_log_lock = threading.Lock()
@@ -254,6 +266,7 @@ def _log_poll(job_id: str) -> None:
 
 @csrf_exempt
 @require_http_methods(["POST"])
+@requires_key
 def cancel_job(request: HttpRequest, job_id: str) -> HttpResponse:
     return _cancel(request, job_id)
 
@@ -273,11 +286,13 @@ def _cancel(request: HttpRequest, job_id: str) -> HttpResponse:
         if job.cancelled_at is None:
             job.cancelled_at = time.time()
             job.save()
-    return JsonResponse(job_body(job, base_url=_base_url(request)))
+    store.mark_finished(job.id)
+    return JsonResponse(contract.job_body(job, base_url=_base_url(request)))
 
 
 @require_GET
 def result_file(request: HttpRequest, job_id: str) -> HttpResponse:
+    """The result, for whoever holds its URL: signed and expiring, like a CDN's (no key)."""
     if fault := _injected_fault("download"):
         return fault
     job = store.SimJob.load(job_id)
@@ -286,7 +301,7 @@ def result_file(request: HttpRequest, job_id: str) -> HttpResponse:
     except ValueError:
         expires = 0
     signature = request.GET.get("sig", "")
-    if job is None or not hmac.compare_digest(signature, _signature(job_id, expires)):
+    if job is None or not contract.result_url_is_genuine(job_id, expires, signature):
         raise Http404
     if expires < time.time():
         return error(403, "This result URL has expired.", "forbidden", code="url_expired")

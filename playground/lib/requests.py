@@ -1,0 +1,17 @@
+"""Request types for views, so editors and mypy know what the middleware adds."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+from django.http import HttpRequest
+from django_htmx.middleware import HtmxDetails
+
+
+class HtmxRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
+class AuthenticatedRequest(HtmxRequest):
+    """A request the login-required middleware let through: its user is signed in."""
+
+    user: User
