@@ -29,6 +29,8 @@ chromium:
 
 test: $(STAMP) chromium
 	$(BIN)/ruff check playground tests bench
+	$(BIN)/ruff format --check playground tests bench
+	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
 	$(BIN)/python -m pytest
 
@@ -39,6 +41,7 @@ test-fast: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check playground tests bench
 	$(BIN)/ruff format --check playground tests bench
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format playground tests bench

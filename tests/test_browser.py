@@ -152,7 +152,7 @@ def test_it_generates_watches_plays_and_seeks_a_run(
     assert run["billed_cost_micros"] == 4 * 168_000
     # The side panel was refreshed out of band with the final cost and the share button
     # (a simulated run's cost: what the real model would have billed).
-    expect(page.locator("#run-side dt:text-is('Would bill') + dd")).to_have_text(
+    expect(page.locator("#run-side dt:text-is('Simulated cost') + dd")).to_have_text(
         "would bill $0.672 (computed)"
     )
     expect(page.get_by_role("button", name="Create share link")).to_be_visible()

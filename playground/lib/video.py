@@ -74,7 +74,7 @@ def probe(path: str | Path, *, thorough: bool = True) -> VideoFacts:
         ):
             raise UnreadableVideo("it is a still image, not a video")
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
-        duration = _duration(container, stream)
+        duration = stream_seconds(container, stream)
         facts = VideoFacts(
             format_name=format_name,
             codec=stream.codec_context.name,
@@ -90,7 +90,8 @@ def probe(path: str | Path, *, thorough: bool = True) -> VideoFacts:
     return facts
 
 
-def _duration(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+def stream_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float:
+    """How long a video stream lasts, from its header (the container's when it has none)."""
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     if container.duration:
@@ -172,7 +173,7 @@ def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None)
     """
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
-        duration = _duration(container, stream)
+        duration = stream_seconds(container, stream)
         target = min(duration / 3, 1.0) if at is None else at
         if target > 0 and stream.time_base:
             container.seek(int(target / stream.time_base), stream=stream, backward=True)

@@ -161,6 +161,7 @@ class _Painter:
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         self.graph.push(frame)
         out = self.graph.pull()
+        assert isinstance(out, av.VideoFrame)  # a video graph gives video frames
         luma, cb, cr = _planes(out)
         # Darken a strip so the stamp reads on any picture, then ink the stamp.
         luma[: self.band_bottom] //= 3
@@ -176,7 +177,7 @@ def _planes(frame: av.VideoFrame) -> list[np.ndarray]:
     """A yuv420p frame's Y, Cb and Cr planes as arrays over its own memory (no copy)."""
     views = []
     for plane in frame.planes:
-        rows = np.frombuffer(plane, dtype=np.uint8)[: plane.line_size * plane.height]
+        rows = np.frombuffer(memoryview(plane), dtype=np.uint8)[: plane.line_size * plane.height]
         views.append(rows.reshape(plane.height, plane.line_size)[:, : plane.width])
     return views
 
@@ -218,10 +219,8 @@ def _render(
         else:
             audio_left = 0
 
-        ref_seconds = (
-            float(vin.duration * vin.time_base) if vin.duration else (inp.duration / av.time_base)
-        )
-        start = float(vin.start_time * vin.time_base) if vin.start_time else 0.0
+        ref_seconds = video.stream_seconds(inp, vin)
+        start = float(vin.start_time * vin.time_base) if vin.start_time and vin.time_base else 0.0
         total = round(duration * rate)
         index = 0
         current: av.VideoFrame | None = None  # the latest source frame…
@@ -244,6 +243,8 @@ def _render(
                 # Fit the whole reference motion into the requested duration: output frame
                 # k shows the source at k/total of its length (slow motion or fast forward).
                 for frame in packet.decode():
+                    if not isinstance(frame, av.VideoFrame):
+                        continue
                     if current is None:
                         current = frame
                     t = (frame.time or 0.0) - start
@@ -253,6 +254,8 @@ def _render(
                         current, painted = frame, None
             elif audio_left > 0:
                 for frame in packet.decode():
+                    if not isinstance(frame, av.AudioFrame):
+                        continue
                     for chunk in resampler.resample(frame):
                         chunk.pts = samples
                         samples += chunk.samples

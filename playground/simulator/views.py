@@ -22,6 +22,7 @@ from django.http import (
     Http404,
     HttpRequest,
     HttpResponse,
+    HttpResponseBase,
     HttpResponseNotModified,
     JsonResponse,
 )
@@ -291,7 +292,7 @@ def _cancel(request: HttpRequest, job_id: str) -> HttpResponse:
 
 
 @require_GET
-def result_file(request: HttpRequest, job_id: str) -> HttpResponse:
+def result_file(request: HttpRequest, job_id: str) -> HttpResponseBase:
     """The result, for whoever holds its URL: signed and expiring, like a CDN's (no key)."""
     if fault := _injected_fault("download"):
         return fault
