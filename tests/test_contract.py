@@ -150,6 +150,9 @@ def test_it_answers_400_to_a_malformed_envelope(queued, body):
         ({"usage": {"cost": 1.5}}, 1_500_000),
         ({"cost": "lots"}, None),
         ({"usage": {"cost_cents": True}}, None),
+        ({"cost_cents": float("inf")}, None),
+        ({"cost_cents": 1e300}, None),
+        ({"cost_cents": -5}, None),
         ({}, None),
     ],
 )
@@ -182,3 +185,22 @@ def test_it_sends_webhook_urls_only_when_a_secret_is_set(settings):
     assert steps.webhook_url() == ""
     settings.AIGATEWAY_WEBHOOK_SECRET = SECRET
     assert steps.webhook_url().endswith(reverse("webhook"))
+
+
+def test_it_keeps_a_completed_billed_job_when_a_late_event_says_cancelled(owner, clip):
+    run = make_run(
+        owner, clip, status="fetching", provider_job_id=JOB, billed_cost_micros=3 * PRICE
+    )
+    assert deliver(envelope("job.cancelled", event="evt_late")).status_code == 200
+    run.refresh_from_db()
+    assert run.status == "fetching" and run.billed_cost_micros == 3 * PRICE
+
+
+def test_it_ignores_an_absurd_duration_in_a_completed_job(queued):
+    body = envelope(event="evt_big")
+    data = json.loads(body)
+    data["data"]["result"] = {"url": "https://cdn.test/out.mp4", "duration": 1e12}
+    assert deliver(json.dumps(data).encode()).status_code == 200
+    queued.refresh_from_db()
+    assert queued.status == "fetching"
+    assert queued.billed_seconds == 3  # what was asked for, not a trillion seconds

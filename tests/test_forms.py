@@ -560,3 +560,11 @@ def test_it_counts_only_this_months_spending_of_this_user_against_the_budget(
 
     assert response.status_code == 302
     assert Run.objects.filter(user=owner).count() == 2
+
+
+@pytest.mark.parametrize("duration", ["²", "9" * 5000, "٣", "-1", ""])
+def test_it_answers_a_hostile_duration_with_the_form_not_an_error(owner_client, duration):
+    response = owner_client.post(reverse("generate"), generate_data(duration=duration))
+    assert response.status_code == 200
+    expected = "Select a valid choice" if duration else "This field is required"
+    assert expected in html.unescape(response.content.decode())

@@ -144,9 +144,9 @@ def test_it_says_billing_is_unknown_when_a_resubmit_is_refused(
     assert "A job may exist at the provider" in run.error_message
     page = " ".join(text_of(owner_client.get(run.get_absolute_url())).split())
     assert "whether it was billed is unknown" in page
-    assert "unknown — a job may exist at the provider" in page
+    assert "unknown — the provider may bill it" in page
     history = " ".join(text_of(owner_client.get(reverse("history"))).split())
-    assert "unknown — a job may exist at the provider" in history
+    assert "unknown — the provider may bill it" in history
 
 
 @pytest.mark.django_db(transaction=True)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from playground.gateway import GatewayError
 from playground.lib import video
 from playground.runs import steps
 from playground.runs.models import Run
@@ -158,7 +159,9 @@ def test_it_keeps_trying_to_cancel_after_the_deadline_when_the_gateway_is_down(p
     assert "unknown" in run.error_message
 
 
-def test_it_times_out_a_job_the_provider_cancelled(past_deadline):
+def test_it_times_out_a_processing_job_with_its_billing_unknown(past_deadline):
+    """The job had started, so the provider may bill it: not "$0", and the budget counts
+    the estimate."""
     provider = ScriptedProvider(
         {
             ("POST", f"{JOB_PATH}/cancel"): httpx.Response(
@@ -167,7 +170,8 @@ def test_it_times_out_a_job_the_provider_cancelled(past_deadline):
         }
     )
     run = advance_until_final(past_deadline, provider)
-    assert run.status == "timed_out" and run.billed_cost_micros == 0
+    assert run.status == "timed_out"
+    assert run.billing_unknown and run.billed_cost_micros is None
     assert provider.count("POST", f"{JOB_PATH}/cancel") == 1
 
 
@@ -200,3 +204,47 @@ def test_it_completes_without_a_poster_when_the_poster_step_fails(owner, clip, m
 
     assert run.status == "completed" and run.result and not run.poster
     assert provider.count("GET", "/out.mp4") == 1
+
+
+def test_it_gives_up_on_a_run_whose_cancel_keeps_failing_at_the_deadline(past_deadline):
+    """A cancel the gateway keeps refusing can't keep a run alive past its deadline: the
+    deadline's own path takes over, and a job that completed meanwhile is fetched."""
+    Run.objects.filter(pk=past_deadline.pk).update(cancel_requested=True)
+    refused = httpx.Response(400, json={"error": {"message": "No.", "type": "invalid_request"}})
+    provider = ScriptedProvider(
+        {
+            ("POST", f"{JOB_PATH}/cancel"): refused,
+            ("GET", JOB_PATH): completed,
+            ("GET", "cdn.test"): httpx.Response(200, content=b"<html>"),
+        }
+    )
+    run = advance_until_final(past_deadline, provider)
+    assert run.status == "failed" and run.error_code == "result_unreadable"
+    assert run.billed_cost_micros == 3 * PRICE
+    assert provider.count("GET", JOB_PATH) >= 1
+
+
+def test_it_asks_the_job_when_a_cancel_is_refused(owner, clip):
+    """Cancel refused (not 404/409, not transient): the job's own word decides."""
+    run = live_run(owner, clip, cancel_requested=True, submitted_at=timezone.now())
+    refused = httpx.Response(400, json={"error": {"message": "No.", "type": "invalid_request"}})
+    provider = ScriptedProvider(
+        {
+            ("POST", f"{JOB_PATH}/cancel"): refused,
+            ("GET", JOB_PATH): completed,
+            ("GET", "cdn.test"): httpx.Response(200, content=b"<html>"),
+        }
+    )
+    steps.advance(run, provider.gateway())
+    run.refresh_from_db()
+    assert run.status == "failed" and run.billed_cost_micros == 3 * PRICE  # billed, not $0
+
+
+def test_it_refuses_a_result_download_past_any_real_size(tmp_path, monkeypatch):
+    monkeypatch.setattr("playground.gateway.client.MAX_RESULT_BYTES", 3 << 20)
+    endless = httpx.Response(200, content=b"x" * (5 << 20))
+    gateway = ScriptedProvider({("GET", "cdn.test"): endless}).gateway()
+    with pytest.raises(GatewayError) as caught:
+        gateway.download(RESULT, tmp_path / "out.mp4")
+    assert caught.value.code == "result_too_large" and not caught.value.retryable
+    assert list(tmp_path.iterdir()) == []

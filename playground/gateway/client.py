@@ -9,6 +9,7 @@ here with capped, jittered backoff (stamina); what is left raises GatewayError, 
 from __future__ import annotations
 
 import email.utils
+import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ USER_MESSAGES = {
     404: "The gateway does not know this model, endpoint or job.",
 }
 RETRYABLE_STATUSES = {408, 425, 429, 500, 502, 503, 504}
+# A 10 s 1080p result is tens of MB; past this, an answer is not a result.
+MAX_RESULT_BYTES = 2 * 1024**3
 # What _call answers for `304 Not Modified`.
 NOT_MODIFIED: Any = object()
 FINAL_STATUSES = {"completed", "failed", "cancelled"}
@@ -156,11 +159,15 @@ def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+# Far past anything real (an hour of video costs about $605): a bigger figure is nonsense.
+MAX_AMOUNT = 1_000_000
+
+
 def _number(value: Any) -> float | None:
-    """A JSON number that can be an amount (not a bool, not negative), else None."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
-        return float(value)
-    return None
+    """A JSON number that can be an amount (finite, 0 to MAX_AMOUNT, not a bool), else
+    None: a provider answering nonsense must not become a bill or a crash."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if number and math.isfinite(value) and 0 <= value <= MAX_AMOUNT else None
 
 
 def cost_micros_in(body: dict[str, Any]) -> int | None:
@@ -380,6 +387,12 @@ class Gateway:
                             for chunk in response.iter_bytes(1 << 20):
                                 fh.write(chunk)
                                 size += len(chunk)
+                                if size > MAX_RESULT_BYTES:  # an endless answer fills no disk
+                                    raise GatewayError(
+                                        "The result file is larger than any video the "
+                                        "model makes; it was not kept.",
+                                        code="result_too_large",
+                                    )
                     if size == 0:
                         raise GatewayError(
                             "The result file was empty.", code="empty_result", retryable=True

@@ -413,7 +413,12 @@ class Run(models.Model):
                 only_from=active,
             )
         elif job.status == "cancelled":
-            self.finish(Status.CANCELLED, only_from=[*active, Status.FETCHING])
+            # Not from FETCHING: a job the provider completed (and billed) stays completed.
+            self.finish(
+                Status.CANCELLED,
+                only_from=active,
+                billing_unknown=self.status == Status.PROCESSING,
+            )
         self.refresh_from_db()
 
     def _billing_for(self, job: Job) -> dict[str, object]:

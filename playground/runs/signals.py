@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from django_q.signals import post_spawn
 
 from playground.lib.media import media_path
+from playground.runs.models import Reference, Run
 from playground.runs.tracker import sweep
 
 log = logging.getLogger(__name__)
@@ -23,19 +24,19 @@ def resume_tracking(sender: object, proc_name: str, **kwargs: object) -> None:
         log.exception("could not resume tracking at worker start")
 
 
-@receiver(post_delete, sender="runs.Run")
-def delete_run_files(sender: object, instance: object, **kwargs: object) -> None:
-    for field in ("result", "poster"):
-        _remove(getattr(instance, field).name)
+@receiver(post_delete, sender=Run)
+def delete_run_files(sender: type[Run], instance: Run, **kwargs: object) -> None:
+    for name in (instance.result.name, instance.poster.name):
+        _remove(name)
 
 
-@receiver(post_delete, sender="runs.Reference")
-def delete_reference_files(sender: object, instance: object, **kwargs: object) -> None:
-    name = instance.file.name  # type: ignore[attr-defined]
+@receiver(post_delete, sender=Reference)
+def delete_reference_files(sender: type[Reference], instance: Reference, **kwargs: object) -> None:
+    name = instance.file.name
     if name:
         shutil.rmtree(media_path(name).parent, ignore_errors=True)
 
 
-def _remove(name: str) -> None:
+def _remove(name: str | None) -> None:
     if name:
         media_path(name).unlink(missing_ok=True)

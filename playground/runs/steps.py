@@ -39,6 +39,8 @@ def advance(run: Run, gateway: JobsAPI) -> None:
             submit(run, gateway)
         elif run.status == Status.FETCHING:
             fetch_result(run, gateway)  # the job is done and billed: a cancel is moot
+        elif run.status in (Status.QUEUED, Status.PROCESSING) and deadline_passed(run):
+            give_up(run, gateway)  # a pending cancel included: the deadline bounds both
         elif run.cancel_requested and run.provider_job_id:
             cancel_at_provider(run, gateway)
         elif run.status in (Status.QUEUED, Status.PROCESSING):
@@ -111,9 +113,6 @@ CANCEL_GRACE_MINUTES = 10
 
 
 def poll(run: Run, gateway: JobsAPI) -> None:
-    if deadline_passed(run):
-        give_up(run, gateway)
-        return
     job = gateway.get_job(run.provider_job_id)  # counted by claim_due
     if job is None:
         return  # 304 Not Modified: unchanged since the last poll
@@ -170,6 +169,7 @@ def give_up(run: Run, gateway: JobsAPI) -> None:
         error_message=f"The provider did not finish within {settings.RUN_DEADLINE_MINUTES} "
         "minutes, so the job was cancelled.",
         only_from=[Status.QUEUED, Status.PROCESSING],
+        billing_unknown=run.status == Status.PROCESSING,
     )
 
 
@@ -193,6 +193,9 @@ def fetch_result(run: Run, gateway: JobsAPI) -> None:
     try:
         gateway.download(run.result_url, target)
     except GatewayError as exc:
+        if exc.code == "result_too_large":
+            _fail_billed(run, "the file was far larger than any video the model makes")
+            return
         if exc.code != "result_url_expired":
             raise
         # Signed result URLs expire: ask the provider for a fresh one, then retry.
@@ -217,15 +220,8 @@ def _finish_with_copy(run: Run, target: Path) -> None:
     try:
         facts = video.probe(target, thorough=False)
     except video.UnreadableVideo as exc:
-        run.finish(
-            Status.FAILED,
-            error_code="result_unreadable",
-            error_message=f"The provider's result was downloaded, but {exc}. It was billed; "
-            "the gateway dashboard may still offer the file.",
-            only_from=[Status.FETCHING],
-            keep_billing=True,
-        )
         target.unlink(missing_ok=True)
+        _fail_billed(run, str(exc))
         return
     poster = target.with_suffix(".jpg")
     try:
@@ -239,16 +235,42 @@ def _finish_with_copy(run: Run, target: Path) -> None:
     run.complete(result=str(target.relative_to(media_path())), poster=poster_name, facts=facts)
 
 
+def _fail_billed(run: Run, why: str) -> None:
+    """The provider made (and billed) a result we can't keep: say so once, keep the bill."""
+    run.finish(
+        Status.FAILED,
+        error_code="result_unreadable",
+        error_message=f"The provider's result was downloaded, but {why}. It was billed; the "
+        "gateway dashboard may still offer the file.",
+        only_from=[Status.FETCHING],
+        keep_billing=True,
+    )
+
+
 def cancel_at_provider(run: Run, gateway: JobsAPI) -> None:
+    """Cancel the job at the provider. A job that had started processing may still be
+    billed, so its run ends with billing unknown (the budget counts its estimate)."""
     try:
         gateway.cancel(run.provider_job_id)
     except GatewayError as exc:
         if exc.status == 404:  # the provider no longer knows the job: nothing runs
             run.finish(Status.CANCELLED, only_from=[Status.QUEUED, Status.PROCESSING])
             return
-        if exc.status != 409:  # 409: it finished first; the poll will pick that up
-            raise
-        run.drop_cancel_request()
-        return
+        if exc.status == 409:  # it finished first: the next poll takes what it made
+            run.drop_cancel_request()
+            return
+        if exc.retryable:
+            raise  # tried again shortly; the deadline still bounds it
+        # Refused for another reason: the job's own word decides (it may have completed).
+        job = gateway.get_job(run.provider_job_id)
+        run.count_request()
+        if job is not None and job.is_final:
+            take(run, job, gateway)
+            return
+        raise
     run.count_request()
-    run.finish(Status.CANCELLED, only_from=[Status.QUEUED, Status.PROCESSING])
+    run.finish(
+        Status.CANCELLED,
+        only_from=[Status.QUEUED, Status.PROCESSING],
+        billing_unknown=run.status == Status.PROCESSING,
+    )

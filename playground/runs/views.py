@@ -69,20 +69,23 @@ def generate(request: AuthenticatedRequest) -> HttpResponse:
                 return redirect(run)
     else:
         form = GenerateForm(user=request.user, initial=_initial_from(request))
-    duration = form["duration"].value()
+    # What the user picked, if it is one of the model's durations (the form says why not).
+    picked = str(form["duration"].value())
+    duration = int(picked) if picked in DURATION_CHOICES else kling.DEFAULT_DURATION
     return render(
         request,
         "runs/generate.html",
         {
             "form": form,
             "price_micros": cost_of_seconds(1),
-            "estimate_micros": cost_of_seconds(
-                int(duration) if str(duration).isdigit() else kling.DEFAULT_DURATION
-            ),
+            "estimate_micros": cost_of_seconds(duration),
             "budget_left": budget_left_micros(request.user),
             "recent": Run.objects.for_user(request.user).select_related("reference")[:4],
         },
     )
+
+
+DURATION_CHOICES = {str(n) for n in kling.DURATIONS}
 
 
 def _initial_from(request: AuthenticatedRequest) -> dict:

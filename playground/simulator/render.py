@@ -20,6 +20,7 @@ import re
 import threading
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -160,8 +161,7 @@ class _Painter:
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         self.graph.push(frame)
-        out = self.graph.pull()
-        assert isinstance(out, av.VideoFrame)  # a video graph gives video frames
+        out = cast(av.VideoFrame, self.graph.pull())  # a video graph gives video frames
         luma, cb, cr = _planes(out)
         # Darken a strip so the stamp reads on any picture, then ink the stamp.
         luma[: self.band_bottom] //= 3

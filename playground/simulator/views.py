@@ -131,8 +131,9 @@ def create_generation(request: HttpRequest) -> HttpResponse:
         return response
     try:
         data = json.loads(request.body)
-        assert isinstance(data, dict)
-    except (ValueError, AssertionError):
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
         return error(400, "The body must be a JSON object.", "invalid_request_error")
     if data.get("model") != kling.MODEL_ID:
         return error(404, f"Unknown model {data.get('model')!r}.", "not_found", param="model")
