@@ -269,7 +269,7 @@ def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
     response = owner_client.post(reverse("run_delete", args=[run.code]))
 
     assert response.status_code == 302 and response["Location"] == reverse("history")
-    assert not Run.objects.filter(pk=run.pk).exists()
+    assert not Run.objects.visible().filter(pk=run.pk).exists()
     assert not result.exists() and not poster.exists()
     # The other run and the reference (reusable for new runs) keep their files.
     assert media_path(kept.result.name).is_file() and media_path(kept.poster.name).is_file()

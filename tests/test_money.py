@@ -9,7 +9,7 @@ import threading
 import uuid
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 from django.urls import reverse
 
 from playground.runs.models import Run
@@ -160,3 +160,39 @@ def test_it_bills_nothing_when_a_first_submit_is_refused(gateway, owner, clip, s
 
     run.refresh_from_db()
     assert run.status == "failed" and run.billed_cost_micros == 0 and not run.billing_unknown
+
+
+@pytest.mark.django_db
+def test_it_keeps_a_deleted_runs_cost_in_the_budget_and_the_totals(owner_client, owner, clip):
+    """Deleting a billed run removes it from view, not from the money: otherwise deleting
+    would hand its cost back to the budget, again and again."""
+    run = make_run(owner, clip, duration=5, billed_cost_micros=840_000)
+    with override_settings(MONTHLY_BUDGET_USD="1.00"):
+        assert owner_client.post(reverse("run_delete", args=[run.code])).status_code == 302
+        page = text_of(owner_client.get(reverse("generate")))
+        assert "Budget left this month: $0.160" in page
+        refused = owner_client.post(
+            reverse("generate"),
+            generate_data(reference=str(make_reference(owner).code), duration=5),
+        )
+        assert "only $0.160 of this month's budget is left" in text_of(refused)
+    history = owner_client.get(reverse("history")).content.decode()
+    assert run.get_absolute_url() not in history
+    assert re.search(r'id="simulated-total">\$0\.840<', history)
+    assert owner_client.get(run.get_absolute_url()).status_code == 404
+    deleted = Run.objects.get(pk=run.pk)
+    assert deleted.prompt == "" and deleted.reference is None and not deleted.result
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_run_while_the_users_files_are_over_their_quota(
+    owner_client, owner, clip, settings
+):
+    settings.USER_STORAGE_QUOTA_MB = 1
+    reference = make_reference(owner, clip, size=2 * 1024 * 1024)  # over the quota already
+
+    response = owner_client.post(reverse("generate"), generate_data(reference=str(reference.code)))
+
+    assert response.status_code == 200
+    assert "of your 1 MB storage quota" in text_of(response)
+    assert not Run.objects.exists()

@@ -510,3 +510,20 @@ def test_it_sizes_auto_output_to_the_nearest_shape():
     assert render.output_size(1440, 1080, "auto") == (1080, 1080)  # 4:3
     assert render.output_size(2560, 1080, "auto") == (1920, 1080)  # 21:9
     assert render.output_size(720, 720, "16:9") == (1920, 1080)
+
+
+@live
+def test_it_keeps_one_copy_of_a_render_and_no_copy_of_the_reference(api, video_url):
+    """Disk does not grow by a reference and a render per run: the reference is dropped
+    once rendered, and jobs sharing a render share its file."""
+    jobs = [
+        api.post("/v1/videos/generations", json=generation(video_url)).json()["id"]
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 30
+    while any(api.get(f"/v1/jobs/{job}").json()["status"] != "completed" for job in jobs):
+        assert time.monotonic() < deadline, "the jobs never completed"
+        time.sleep(0.1)
+    outputs = [store.SimJob.load(job).output_path for job in jobs]
+    assert outputs[0].stat().st_ino == outputs[1].stat().st_ino  # one file, two names
+    assert not any(store.SimJob.load(job).input_path.exists() for job in jobs)

@@ -284,3 +284,18 @@ def test_it_shows_the_storage_used_and_the_quota_on_the_references_page(
 
     assert "Using 3 MB of 10 MB" in content
     assert '<progress id="storage-bar" value="3145728" max="10485760">30%</progress>' in content
+
+
+@pytest.mark.parametrize("view", ["login", "signup"])
+def test_it_stores_no_file_posted_to_a_public_form(db, client, view, stored, storage, tmp_path):
+    """Log-in and sign-up parse their bodies before any login check (CSRF reads them), so
+    they must not become a way to make the server write big temporary files."""
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(3 * 1024 * 1024))
+    with junk.open("rb") as fh:
+        response = client.post(
+            reverse(view), {"username": "x", "password": "y", "file": fh}, follow=False
+        )
+    assert response.status_code in (200, 404)  # the form answers as usual
+    assert stored["memory"] == stored["disk"] == 0
+    assert temp_files() == []

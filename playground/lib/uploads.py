@@ -33,6 +33,10 @@ from playground import kling
 # holds all of that several times over, so a file just under the limit is never refused
 # for the fields around it.
 BODY_MARGIN_BYTES = 64 * 1024
+# The views that take a file. Any other view (log-in, sign-up: public ones among them)
+# gets none stored, so nobody can make the server write 200 MB temporary files through a
+# form that never wanted one.
+UPLOAD_VIEWS = {"generate"}
 
 
 class OversizedUpload(UploadedFile):
@@ -74,7 +78,9 @@ class ReferenceSizeLimit(FileUploadHandler):
         super().new_file(*args, **kwargs)
         # Only the body's length is trusted (the WSGI server reads no further); a part's own
         # Content-Length, rarely sent, is whatever the client says.
-        self.refused = self.body_too_large
+        match = getattr(self.request, "resolver_match", None)
+        wanted = match is not None and match.url_name in UPLOAD_VIEWS
+        self.refused = self.body_too_large or not wanted
         if self.refused:
             raise StopFutureHandlers  # the storing handlers never hear of this file
 

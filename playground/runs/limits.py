@@ -18,8 +18,12 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from playground.runs.models import Run
+from playground.runs.models import Run, TrackerLease
 from playground.runs.money import micros_from_usd, usd
+from playground.runs.references import storage_use
+
+# A row of TrackerLease's table used only as a lock (it is never leased).
+INSTANCE_BUDGET_LOCK = "instance-budget"
 
 
 class LimitReached(Exception):
@@ -50,6 +54,12 @@ def refusal(user: User, cost_micros: int, runs: int = 1) -> str:
             f"You already have {cap} runs in progress, the most allowed at once. "
             "Wait for one to finish or cancel one."
         )
+    storage = storage_use(user)
+    if storage.quota and storage.used > storage.quota:
+        return (
+            f"Your files take {storage.used_label} of your {storage.quota_label} storage "
+            "quota. Delete some runs or references to make room for a new result."
+        )
     left = budget_left_micros(user)
     if left is not None and cost_micros > left:
         return (
@@ -75,6 +85,12 @@ def create_run(user: User, **fields: Any) -> Run:
     key = fields["idempotency_key"]
     try:
         with transaction.atomic():
+            if settings.INSTANCE_MONTHLY_BUDGET_USD:
+                # The instance's budget is shared by all users: one row queues them all.
+                TrackerLease.objects.get_or_create(
+                    name=INSTANCE_BUDGET_LOCK, defaults={"expires_at": timezone.now()}
+                )
+                TrackerLease.objects.select_for_update().filter(name=INSTANCE_BUDGET_LOCK).first()
             User.objects.select_for_update().filter(pk=user.pk).first()
             existing = Run.objects.filter(user=user, idempotency_key=key).first()
             if existing:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from playground import kling
 from playground.gateway import Job
 from playground.lib import video
-from playground.lib.media import size_label
+from playground.lib.media import media_path, size_label
 from playground.runs.money import cost_of_seconds
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,10 @@ class RunQuerySet(models.QuerySet["Run"]):
         "cost" never eats a real budget)."""
         return self.filter(simulated=settings.SIMULATOR_ENABLED)
 
+    def visible(self) -> RunQuerySet:
+        """What the owner sees: every run not deleted."""
+        return self.filter(deleted_at=None)
+
     def in_flight(self) -> RunQuerySet:
         return self.filter(status__in=ACTIVE)
 
@@ -134,8 +138,10 @@ class Run(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="runs"
     )
     # RESTRICT: a reference's file must outlive every run that points at it (deleting the
-    # user still removes both together).
-    reference = models.ForeignKey(Reference, on_delete=models.RESTRICT, related_name="runs")
+    # user still removes both together). Only a deleted run has none (see `discard`).
+    reference = models.ForeignKey(
+        Reference, on_delete=models.RESTRICT, related_name="runs", null=True, blank=True
+    )
     # From a hidden form field: a double-click or resubmit finds the run it already made.
     idempotency_key = models.UUIDField()
 
@@ -182,6 +188,9 @@ class Run(models.Model):
     webhook_expected = models.BooleanField(default=False)
 
     created_at = models.DateTimeField(default=timezone.now)
+    # Deleted by its owner: gone from every page, its files and prompt removed, but its
+    # money stays counted (deleting a run must not give its cost back to a budget).
+    deleted_at = models.DateTimeField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     provider_completed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -293,6 +302,27 @@ class Run(models.Model):
         ).update(cancel_requested=True, next_poll_at=now)
         self.refresh_from_db()
         return bool(changed)
+
+    def discard(self) -> bool:
+        """Delete a finished run for its owner: files, prompt and links go; the row stays,
+        with its status and costs, so budgets and totals still count what it cost."""
+        if not Run.objects.filter(pk=self.pk, status__in=FINAL, deleted_at=None).update(
+            deleted_at=timezone.now(),
+            prompt="",
+            error_message="",
+            notice="",
+            result_url="",
+            result="",
+            poster="",
+            share_token=None,
+            reference=None,
+        ):
+            return False
+        for name in (self.result.name, self.poster.name):
+            if name:
+                media_path(name).unlink(missing_ok=True)
+        self.refresh_from_db()
+        return True
 
     def share(self) -> str:
         if not self.share_token:

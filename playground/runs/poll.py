@@ -98,7 +98,9 @@ def run_status(request: HtmxRequest, code: uuid.UUID) -> HttpResponse:
     # No key (a hand-typed URL, an old page), or a finished run: the owner's session decides.
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    run = Run.objects.select_related("reference").filter(code=code, user=request.user).first()
+    run = (
+        Run.objects.visible().select_related("reference").filter(code=code, user=request.user)
+    ).first()
     if run is None:
         raise Http404
     return status_card_response(request, run) if request.htmx else redirect(run)

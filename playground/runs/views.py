@@ -35,12 +35,14 @@ from playground.runs.tracker import ensure_tracker
 
 def _get_run(request: AuthenticatedRequest, code: str) -> Run:
     """The signed-in user's run, or 404 (never 403: others' runs don't exist for you)."""
-    return get_object_or_404(Run.objects.select_related("reference"), code=code, user=request.user)
+    return get_object_or_404(
+        Run.objects.visible().select_related("reference"), code=code, user=request.user
+    )
 
 
 def _get_shared_run(token: str) -> Run:
     return get_object_or_404(
-        Run.objects.select_related("reference"), share_token=token, status="completed"
+        Run.objects.visible().select_related("reference"), share_token=token, status="completed"
     )
 
 
@@ -80,7 +82,7 @@ def generate(request: AuthenticatedRequest) -> HttpResponse:
             "price_micros": cost_of_seconds(1),
             "estimate_micros": cost_of_seconds(duration),
             "budget_left": budget_left_micros(request.user),
-            "recent": Run.objects.for_user(request.user).select_related("reference")[:4],
+            "recent": Run.objects.for_user(request.user).visible().select_related("reference")[:4],
         },
     )
 
@@ -96,8 +98,8 @@ def _initial_from(request: AuthenticatedRequest) -> dict:
     code = request.GET.get("from")
     if not code or not _is_uuid(code):
         return {}
-    run = Run.objects.filter(code=code, user=request.user).first()
-    if run is None:
+    run = Run.objects.visible().filter(code=code, user=request.user).first()
+    if run is None or run.reference is None:
         return {}
     return {
         "prompt": run.prompt,
@@ -171,15 +173,18 @@ def run_delete(request: AuthenticatedRequest, code: str) -> HttpResponse:
     if run.is_active:
         messages.error(request, "Cancel the run before deleting it.")
         return redirect(run)
-    run.delete()
-    messages.info(request, "Run deleted, with its files.")
+    run.discard()
+    messages.info(request, "Run deleted, with its files. Its cost stays in your totals.")
     return redirect("history")
 
 
 @require_GET
 def history(request: AuthenticatedRequest) -> HttpResponse:
-    runs = Run.objects.for_user(request.user).select_related("reference")
-    page = Paginator(runs, 25).get_page(request.GET.get("page"))
+    # Totals count every run, deleted ones too: every cent stays accounted for.
+    runs = Run.objects.for_user(request.user)
+    page = Paginator(runs.visible().select_related("reference"), 25).get_page(
+        request.GET.get("page")
+    )
     return render(
         request,
         "runs/history.html",
@@ -251,7 +256,8 @@ def run_result(request: AuthenticatedRequest, code: str) -> HttpResponseBase:
 @require_safe
 def run_poster(request: AuthenticatedRequest, code: str) -> HttpResponseBase:
     run = _get_run(request, code)
-    return _serve(request, run.poster.name or run.reference.poster.name, content_type="image/jpeg")
+    name = run.poster.name or (run.reference.poster.name if run.reference else "")
+    return _serve(request, name, content_type="image/jpeg")
 
 
 @require_safe

@@ -137,8 +137,14 @@ def _render_cached(job: store.SimJob) -> None:
                     keep_audio=job.keep_audio,
                 )
     part = job.output_path.with_name(f"{job.id}.{os.getpid()}.{threading.get_ident()}.part")
-    shutil.copyfile(cache, part)
+    try:
+        os.link(cache, part)  # one copy on disk however many jobs share the render
+    except OSError:
+        shutil.copyfile(cache, part)
     part.replace(job.output_path)
+    # The reference was only needed for the render: keeping a copy per job would grow the
+    # simulator's folder by up to 200 MB a run.
+    job.input_path.unlink(missing_ok=True)
 
 
 # --- Timed calls ----------------------------------------------------------------------------
