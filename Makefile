@@ -48,6 +48,8 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix playground tests bench
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q wrk; }
 	$(BIN)/python bench/run.py
 
 clean:

@@ -218,16 +218,18 @@ def measure_poll(stack, seconds: int, wait_for) -> dict:  # type: ignore[no-unty
     code = stack.generate(client, stack.root / "ref.mp4", prompt="[sim:hang] a live card")
     wait_for(lambda: Run.objects.get(code=code).status == "processing", timeout=60)
     cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-    # The URL the run page's card polls (it carries the run's status key).
+    # The URL the run page's card polls, and the status key the page sends with it.
     page = client.get(f"/runs/{code}/").text
-    poll_url = stack.url + re.search(r'hx-get="([^"]+)"', page).group(1).replace("&amp;", "&")
+    poll_url = stack.url + re.search(r'hx-get="([^"]+)"', page).group(1)
+    key = re.search(r'"X-Status-Key": &quot;([^&]+)&quot;|"X-Status-Key": "([^"]+)"', page)
+    status_key = next(group for group in key.groups() if group)
     time.sleep(5)  # let the batches' last work settle
     # Alternate the two, four times, and keep each one's best: neither gets a quieter
     # machine, and a run where wrk's connections all land on one gunicorn process counts
     # for neither.
     polls, hellos = [], []
     for _ in range(4):
-        polls.append(wrk(poll_url, seconds, cookie=cookie, htmx=True))
+        polls.append(wrk(poll_url, seconds, cookie=cookie, htmx=True, key=status_key))
         hellos.append(wrk(f"{stack.url}/healthz", seconds, cookie=cookie))
     Run.objects.get(code=code).request_cancel()
     poll, hello = max(polls), max(hellos)
@@ -239,11 +241,13 @@ def measure_poll(stack, seconds: int, wait_for) -> dict:  # type: ignore[no-unty
     }
 
 
-def wrk(url: str, seconds: int, *, cookie: str, htmx: bool = False) -> float:
+def wrk(url: str, seconds: int, *, cookie: str, htmx: bool = False, key: str = "") -> float:
     # One wrk thread, so the load generator takes less of the two cores from the server.
     cmd = ["wrk", "-t1", "-c8", f"-d{seconds}s", "-H", f"Cookie: {cookie}"]
     if htmx:
         cmd += ["-H", "HX-Request: true"]
+    if key:
+        cmd += ["-H", f"X-Status-Key: {key}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors from {url}:\n{out}")

@@ -204,3 +204,14 @@ def test_it_ignores_an_absurd_duration_in_a_completed_job(queued):
     queued.refresh_from_db()
     assert queued.status == "fetching"
     assert queued.billed_seconds == 3  # what was asked for, not a trillion seconds
+
+
+def test_it_never_moves_a_processing_run_back_to_queued(owner, clip):
+    run = make_run(owner, clip, status="processing", provider_job_id=JOB)
+    run.apply_job(Job(id=JOB, status="queued"))
+    run.refresh_from_db()
+    assert run.status == "processing"
+    queued = make_run(owner, clip, status="queued", provider_job_id="job_other")
+    queued.apply_job(Job(id="job_other", status="processing"))
+    queued.refresh_from_db()
+    assert queued.status == "processing"  # forward still goes

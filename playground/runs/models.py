@@ -415,7 +415,10 @@ class Run(models.Model):
             # The common case, hundreds a second: nothing new, nothing written.
             if job.status == self.status and not self.notice:
                 return
-            if runs.filter(status__in=active).update(status=job.status, notice=""):
+            # Forward only: a late "queued" (a webhook overtaken by a poll) can't move a
+            # processing run back.
+            since = [Status.QUEUED] if job.status == "queued" else active
+            if runs.filter(status__in=since).update(status=job.status, notice=""):
                 self.status, self.notice = job.status, ""
             return
         elif job.status == "completed":

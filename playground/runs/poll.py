@@ -11,11 +11,13 @@ Who may see what:
   carries HTTP 286, which stops the polling.
 
 Three speed-ups, each measured with `bench/poll.py` (the median poll of a live run through
-the whole Django stack, in-process, on the 2-core development machine; README "Measured"):
-- No session or user lookup for a live run: the key authorises it. SPEEDUP_KEY
+the whole Django stack, in-process, on the 2-core development machine; README "Measured").
+As shipped a poll takes about 0.5 ms; each line says what taking one away costs:
+- No session or user lookup for a live run: the key authorises it. The session's way
+  (which also renders the card) takes 3.3–4.3 ms, against 1.8–1.9 ms with the key.
 - The live card is rendered once per state of a run and kept (its clock ticks in the
-  browser), so a poll that finds nothing new renders no template. SPEEDUP_CACHE
-- The run's row is read by plain SQL, not the ORM. SPEEDUP_SQL
+  browser), so a poll that finds nothing new renders no template: +1.3 ms without it.
+- The run's row is read by plain SQL, not the ORM: +0.6 ms through the ORM.
 """
 
 from __future__ import annotations

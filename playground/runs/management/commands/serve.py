@@ -139,8 +139,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  Accounts:   sign up at {url}accounts/signup/"
             if settings.SIGNUP_ENABLED
-            else "  Accounts:   sign-up is off; create one with: .venv/bin/python manage.py "
-            "createsuperuser"
+            else "  Accounts:   sign-up is off; invite someone with: .venv/bin/python manage.py "
+            "invite EMAIL"
         )
         self.stdout.write(
             "  Gateway:    built-in simulator (set AIGATEWAY_API_KEY for the real AIgateway)"
