@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.urls import reverse
 
+from playground.runs import steps
 from playground.runs.references import signed_reference_url
 from tests.builders import make_reference, make_run
 
@@ -80,14 +81,14 @@ def check_deploy(var_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_check_deploy_passes_with_https_behind_a_proxy(tmp_path):
+def test_it_check_deploy_passes_with_https_behind_a_proxy(tmp_path):
     done = check_deploy(tmp_path, HTTPS="true")
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
 
 
-def test_check_deploy_warns_without_https(tmp_path):
+def test_it_check_deploy_warns_without_https(tmp_path):
     done = check_deploy(tmp_path)
 
     assert done.returncode != 0
@@ -95,7 +96,7 @@ def test_check_deploy_warns_without_https(tmp_path):
     assert {"security.W004", "security.W008", "security.W012", "security.W016"} <= warnings
 
 
-def test_https_turns_on_every_security_setting(tmp_path):
+def test_it_https_turns_on_every_security_setting(tmp_path):
     assert security_settings(tmp_path, HTTPS="true") == {
         "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
         "SECURE_SSL_REDIRECT": True,
@@ -107,7 +108,7 @@ def test_https_turns_on_every_security_setting(tmp_path):
     }
 
 
-def test_each_security_setting_can_be_set_on_its_own(tmp_path):
+def test_it_each_security_setting_can_be_set_on_its_own(tmp_path):
     off = security_settings(tmp_path)
     assert off["SECURE_PROXY_SSL_HEADER"] is None and off["SECURE_HSTS_SECONDS"] == 0
     assert not any(off.values())
@@ -135,7 +136,7 @@ def https(settings, tmp_path) -> None:
 
 
 @pytest.mark.django_db
-def test_the_share_url_is_https_behind_a_tls_proxy(https, owner_client, owner, clip):
+def test_it_the_share_url_is_https_behind_a_tls_proxy(https, owner_client, owner, clip):
     run = make_run(owner, clip)
     token = run.share()
 
@@ -150,7 +151,7 @@ def test_the_share_url_is_https_behind_a_tls_proxy(https, owner_client, owner, c
 
 
 @pytest.mark.django_db
-def test_plain_http_is_redirected_but_the_health_check_is_not(https, client):
+def test_it_plain_http_is_redirected_but_the_health_check_is_not(https, client):
     page = client.get(reverse("login"))
     health = client.get(reverse("healthz"))
     secure = client.get(reverse("login"), headers={"X-Forwarded-Proto": "https"})
@@ -163,7 +164,7 @@ def test_plain_http_is_redirected_but_the_health_check_is_not(https, client):
 
 
 @pytest.mark.django_db
-def test_machine_endpoints_answer_plain_http_behind_a_tls_proxy(https, client, owner, clip):
+def test_it_machine_endpoints_answer_plain_http_behind_a_tls_proxy(https, client, owner, clip):
     """The simulator is called, fetches references and posts webhooks over loopback."""
     reference_url = urlsplit(signed_reference_url(make_reference(owner, clip)))
     assert reference_url.scheme == "http"  # no PUBLIC_BASE_URL: the loopback address
@@ -185,7 +186,7 @@ READ_KEY = "from django.conf import settings; print(settings.SECRET_KEY)"
 NO_CHMOD = "import os, pathlib; os.chmod = pathlib.Path.chmod = lambda *args, **kwargs: None\n"
 
 
-def test_the_generated_secret_key_is_private_from_the_start(tmp_path):
+def test_it_the_generated_secret_key_is_private_from_the_start(tmp_path):
     done = run(["-c", NO_CHMOD + READ_KEY], clean_env(tmp_path), umask=0)
 
     assert done.returncode == 0, done.stderr
@@ -198,7 +199,7 @@ def test_the_generated_secret_key_is_private_from_the_start(tmp_path):
     assert again.stdout.strip() == key  # kept, not made anew
 
 
-def test_processes_starting_at_once_share_one_secret_key(tmp_path):
+def test_it_processes_starting_at_once_share_one_secret_key(tmp_path):
     env = clean_env(tmp_path)
     starts = [
         subprocess.Popen(
@@ -220,3 +221,12 @@ def test_processes_starting_at_once_share_one_secret_key(tmp_path):
     assert keys == {(tmp_path / "secret_key").read_text().strip()}
     assert len(keys.pop()) >= 50
     assert sorted(p.name for p in tmp_path.iterdir() if "secret" in p.name) == ["secret_key"]
+
+
+@pytest.mark.django_db
+def test_it_hands_the_provider_https_reference_urls_behind_tls(https, settings, owner, clip):
+    settings.HTTPS = True
+    settings.PUBLIC_BASE_URL = "http://play.example.com"  # as typed, without the s
+    url = signed_reference_url(make_reference(owner, clip))
+    assert url.startswith("https://play.example.com/r/")
+    assert steps.webhook_url() == "https://play.example.com/webhooks/aigateway"

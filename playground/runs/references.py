@@ -31,7 +31,16 @@ class ReferenceRejected(ValueError):
 
 
 def public_base_url() -> str:
-    return settings.PUBLIC_BASE_URL or f"http://127.0.0.1:{settings.PORT}"
+    """This instance's address for the provider. Behind TLS (HTTPS=true) a public
+    `http://` address is taken as its `https://` one: the proxy would only redirect."""
+    base = settings.PUBLIC_BASE_URL or f"http://127.0.0.1:{settings.PORT}"
+    if (
+        settings.HTTPS
+        and base.startswith("http://")
+        and not _is_local_host(urlsplit(base).hostname or "")
+    ):
+        base = "https://" + base.removeprefix("http://")
+    return base
 
 
 def _is_local_host(host: str) -> bool:

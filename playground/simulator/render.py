@@ -156,7 +156,7 @@ class _Painter:
         self.stamp = _stamp(width)
         sh, sw = self.stamp.shape
         # A strip along the top (video controls cover the bottom of the picture).
-        self.band_bottom = (sh + 2 * (sh // 3)) // 2 * 2
+        self.band_bottom = video.even(sh + 2 * (sh // 3))
         self.stamp_at = (sh // 3, (width - sw) // 2)
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:

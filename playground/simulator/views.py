@@ -140,7 +140,10 @@ def create_generation(request: HttpRequest) -> HttpResponse:
     prompt = data.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip() or len(prompt) > kling.PROMPT_MAX_CHARS:
         return error(
-            400, "prompt must be 1–2500 characters.", "invalid_request_error", param="prompt"
+            400,
+            f"prompt must be 1–{kling.PROMPT_MAX_CHARS} characters.",
+            "invalid_request_error",
+            param="prompt",
         )
     duration = data.get("duration", 5)
     if not isinstance(duration, int) or duration not in kling.DURATIONS:
