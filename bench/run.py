@@ -78,6 +78,7 @@ def main() -> None:
         TRACKER_THREADS="32",
         TRACKER_LEASE_SECONDS="30",
         MAX_INFLIGHT_RUNS_PER_USER="0",
+        USER_STORAGE_QUOTA_MB="0",  # one user makes thousands of runs here
         SIMULATOR_POLL_LOG="true",
     )
     # This process talks to the stack's database through the ORM, with the same settings.

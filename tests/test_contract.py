@@ -169,7 +169,7 @@ def test_it_reads_the_providers_cost_wherever_a_job_record_carries_it(record, mi
 def test_it_takes_a_304_to_a_poll_as_unchanged(owner, clip):
     """A poll sooner than 3 s may get `304 Not Modified`: no notice, no 60 s back-off."""
     provider = ScriptedProvider({("GET", f"/v1/jobs/{JOB}"): httpx.Response(304)})
-    scheduled = timezone.now() + timedelta(seconds=3.3)  # as the claim left it
+    scheduled = timezone.now() + timedelta(seconds=3.6)  # as the claim left it
     run = make_run(owner, clip, status="processing", provider_job_id=JOB, next_poll_at=scheduled)
 
     steps.advance(run, provider.gateway())

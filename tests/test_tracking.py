@@ -512,7 +512,7 @@ def test_it_adds_up_the_history_total_to_the_cent(gateway, owner_client, small_v
         assert cost in page
 
 
-@pytest.mark.parametrize(("secret", "expected_gap"), [("", 3.3), (SECRET, 10.0)])
+@pytest.mark.parametrize(("secret", "expected_gap"), [("", 3.6), (SECRET, 10.0)])
 def test_it_polls_a_job_with_a_webhook_only_as_a_fallback(
     gateway, owner_client, small_video, settings, secret, expected_gap
 ):

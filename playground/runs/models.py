@@ -534,7 +534,7 @@ def poll_interval(*, webhook: bool) -> timedelta:
     or, when a webhook will say it is done, a slower fallback."""
     if webhook:
         return timedelta(seconds=settings.WEBHOOK_FALLBACK_POLL_SECONDS)
-    return timedelta(seconds=settings.POLL_INTERVAL_SECONDS + 0.3)
+    return timedelta(seconds=settings.POLL_INTERVAL_SECONDS + settings.POLL_MARGIN_SECONDS)
 
 
 class WebhookEvent(models.Model):

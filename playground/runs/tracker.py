@@ -154,9 +154,6 @@ def run_loop(holder: str, until: float) -> int:
 # When each job was last polled from this process, across tracker slices.
 _last_poll: dict[str, float] = {}
 _last_poll_lock = threading.Lock()
-# A poll can also wait a moment in the gateway's queue before it is counted; this margin
-# keeps the gap the gateway sees at the full interval.
-POLL_MARGIN_SECONDS = 0.3
 
 
 class PacedGateway:
@@ -169,7 +166,7 @@ class PacedGateway:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.interval = settings.POLL_INTERVAL_SECONDS + POLL_MARGIN_SECONDS
+        self.interval = settings.POLL_INTERVAL_SECONDS + settings.POLL_MARGIN_SECONDS
         self.submit = gateway.submit
         self.cancel = gateway.cancel
         self.download = gateway.download

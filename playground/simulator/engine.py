@@ -196,7 +196,9 @@ def _logging_errors(fn: Callable[..., Any], *args: Any) -> None:
 
 
 # Webhook deliveries have a pool of their own, so a slow receiver never holds up renders.
-_webhook_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="simulator-webhook")
+# Enough to deliver a thousand jobs finishing together within a second or two (a real
+# gateway delivers from its own machines), still a fixed number whatever the load.
+_webhook_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="simulator-webhook")
 _scheduler = _Scheduler(_webhook_pool)
 
 
