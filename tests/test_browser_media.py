@@ -13,6 +13,7 @@ tests 2 and 5 share one completed run.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import uuid
 from collections.abc import Iterator
@@ -22,8 +23,10 @@ from typing import Any
 import av
 import httpx
 import pytest
+from django.test import override_settings
 from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
+from playground.simulator import store
 from tests.stack import Stack, wait_for
 from tests.test_browser import PASSWORD, RUN_URL, VIEWPORT
 from tests.videos import make_video
@@ -269,8 +272,12 @@ def test_it_plays_a_phone_clip_through_an_h264_preview(
     uploaded = phone_clip.read_bytes()
     assert original.read_bytes() == uploaded, "the stored original differs from the upload"
     job_id = stack.run(phone_run["code"])["provider_job_id"]
-    fetched = stack.var / "simulator" / "inputs" / f"{job_id}.mp4"
-    assert fetched.read_bytes() == uploaded, "the provider got something else than the upload"
+    with override_settings(SIMULATOR_ROOT=stack.var / "simulator"):
+        fetched = store.SimJob.load(job_id)
+    assert fetched is not None
+    assert fetched.input_sha256 == hashlib.sha256(uploaded).hexdigest(), (
+        "the provider got something else than the upload"
+    )
     # The preview is a separate H.264 file of the same picture size.
     assert codec_of(preview) == ("h264", 1280, 720)
     assert codec_of(original)[0] == "hevc"

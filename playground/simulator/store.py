@@ -69,6 +69,8 @@ class SimJob:
     fetch_error: str = ""
     webhook_sent: bool = False
     resolution: str = ""
+    # SHA-256 of the reference it downloaded (the file itself is dropped once rendered).
+    input_sha256: str = ""
 
     def __post_init__(self) -> None:
         # Where this job lives, fixed when it is made or loaded: a thread still working on
