@@ -27,25 +27,33 @@ def text_of(response) -> str:
 # --- limits under concurrency -----------------------------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-def test_it_lets_one_of_ten_parallel_submits_past_a_cap_of_one(owner, clip, settings):
-    settings.MAX_INFLIGHT_RUNS_PER_USER = 1
-    reference = make_reference(owner, clip)
-    start = threading.Barrier(10)
+def submit_in_parallel(user, count: int, **fields: object) -> list[int]:
+    """`count` Generate posts by `user` released at one instant, each with its own
+    idempotency key; their status codes."""
+    start = threading.Barrier(count)
     answers: list[int] = []
 
     def submit() -> None:
         client = Client()
-        client.force_login(owner)
-        data = generate_data(reference=str(reference.code), idempotency_key=str(uuid.uuid4()))
+        client.force_login(user)
+        data = generate_data(idempotency_key=str(uuid.uuid4()), **fields)
         start.wait(timeout=10)
         answers.append(client.post(reverse("generate"), data).status_code)
 
-    threads = [threading.Thread(target=submit) for _ in range(10)]
+    threads = [threading.Thread(target=submit) for _ in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return answers
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_lets_one_of_ten_parallel_submits_past_a_cap_of_one(owner, clip, settings):
+    settings.MAX_INFLIGHT_RUNS_PER_USER = 1
+    reference = make_reference(owner, clip)
+
+    answers = submit_in_parallel(owner, 10, reference=str(reference.code))
 
     assert Run.objects.count() == 1
     assert sorted(answers) == [200] * 9 + [302]  # nine re-rendered forms saying why
@@ -56,20 +64,8 @@ def test_it_holds_the_budget_under_parallel_submits(owner, clip, settings):
     settings.MAX_INFLIGHT_RUNS_PER_USER = 0
     settings.MONTHLY_BUDGET_USD = "1.00"  # room for one 5 s run ($0.84), not two
     reference = make_reference(owner, clip)
-    start = threading.Barrier(6)
 
-    def submit() -> None:
-        client = Client()
-        client.force_login(owner)
-        data = generate_data(reference=str(reference.code), duration=5)
-        start.wait(timeout=10)
-        client.post(reverse("generate"), data)
-
-    threads = [threading.Thread(target=submit) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    submit_in_parallel(owner, 6, reference=str(reference.code), duration=5)
 
     assert Run.objects.count() == 1
 

@@ -89,7 +89,7 @@ def submit(run: Run, gateway: JobsAPI) -> None:
     # cancelled is still submitted: only the job's id lets us cancel it.
     if run.status == Status.PENDING and not run.start_submitting():
         return
-    if run.reference is None:  # only a deleted run has none, and only finished ones are
+    if run.reference is None:  # only a deleted run has none, and only a finished one can be
         return
     url = webhook_url()
     job = gateway.submit(
