@@ -29,13 +29,29 @@ from playground.runs.money import cost_of_seconds
 log = logging.getLogger(__name__)
 
 
+class ReferenceKind(models.TextChoices):
+    VIDEO = "video", "Video"
+    IMAGE = "image", "Image"
+
+
 class Reference(models.Model):
-    """An uploaded reference video: kept per user and reusable across runs."""
+    """An uploaded reference, kept per user and reusable across runs: the video that guides
+    the shot (@Video1), or an image the prompt cites (@Image1 … @Image4)."""
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="references"
     )
+    kind = models.CharField(
+        max_length=8, choices=ReferenceKind.choices, default=ReferenceKind.VIDEO
+    )
+    # A conformed copy ("Fix it") remembers the original it was made from.
+    derived_from = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="fixes"
+    )
+    # Why the model would refuse this video as it is (too long, too big, wrong codec…).
+    # Such a video is kept only so it can be fixed; it is never sent to the provider.
+    problems = models.TextField(blank=True)
     name = models.CharField(max_length=255)
     file = models.FileField(max_length=255)
     poster = models.FileField(max_length=255, blank=True)
@@ -45,14 +61,17 @@ class Reference(models.Model):
     codec = models.CharField(max_length=32)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
-    fps = models.FloatField()
-    duration = models.FloatField()
+    fps = models.FloatField(default=0)  # 0 for an image
+    duration = models.FloatField(default=0)  # 0 for an image
     size = models.PositiveBigIntegerField()
     has_audio = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["user", "kind", "-created_at"], name="reference_library_idx")
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -66,8 +85,16 @@ class Reference(models.Model):
         return f"{self.duration:.3g} s · {self.resolution} · {self.fps:g} fps"
 
     @property
+    def is_image(self) -> bool:
+        return self.kind == ReferenceKind.IMAGE
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.problems
+
+    @property
     def needs_preview(self) -> bool:
-        return self.codec not in video.BROWSER_CODECS
+        return not self.is_image and self.codec not in video.BROWSER_CODECS
 
     @property
     def size_label(self) -> str:
@@ -97,6 +124,33 @@ class CostSource(models.TextChoices):
 
 
 STATUS_KEY_SALT = "run-status"
+
+
+class Batch(models.Model):
+    """Runs made by one press of Generate: variants of a prompt, durations, repeats, all
+    against one reference. Its runs are ordinary runs; the batch groups them on one page."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches"
+    )
+    # The form's key: a resubmitted form finds the batch it already made.
+    idempotency_key = models.UUIDField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"], name="one_batch_per_form_submission"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.code)
+
+    def get_absolute_url(self) -> str:
+        return reverse("batch", args=[self.code])
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -144,6 +198,20 @@ class Run(models.Model):
     )
     # From a hidden form field: a double-click or resubmit finds the run it already made.
     idempotency_key = models.UUIDField()
+    # The images the prompt cites, in order (@Image1 is position 1).
+    images: models.ManyToManyField[Reference, RunImage] = models.ManyToManyField(
+        Reference, through="RunImage", related_name="image_runs", blank=True
+    )
+    # "Remix": the run this one was started from.
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="remixes"
+    )
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+    )
+    # The owner's own marks, private to them.
+    starred = models.BooleanField(default=False)
+    note = models.CharField(max_length=500, blank=True)
 
     prompt = models.TextField(max_length=kling.PROMPT_MAX_CHARS)
     duration = models.PositiveSmallIntegerField(default=kling.DEFAULT_DURATION)
@@ -535,6 +603,105 @@ def poll_interval(*, webhook: bool) -> timedelta:
     if webhook:
         return timedelta(seconds=settings.WEBHOOK_FALLBACK_POLL_SECONDS)
     return timedelta(seconds=settings.POLL_INTERVAL_SECONDS + settings.POLL_MARGIN_SECONDS)
+
+
+class RunImage(models.Model):
+    """An image a run cites: position 1 is @Image1 in its prompt."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="run_images")
+    # RESTRICT, like the video: an image must outlive the runs that cite it.
+    reference = models.ForeignKey(Reference, on_delete=models.RESTRICT, related_name="+")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "position"], name="one_image_per_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"@Image{self.position} of {self.run_id}"
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def live(self) -> ShareLinkQuerySet:
+        """Links that still open: not revoked, not expired."""
+        now = timezone.now()
+        return self.filter(revoked_at=None).filter(Q(expires_at=None) | Q(expires_at__gt=now))
+
+
+class ShareLink(models.Model):
+    """A public, read-only link to one finished run or to a whole batch.
+
+    The token is the only key: it is not the run's code, so sharing never exposes the
+    private address, and revoking or expiring a link closes it without touching the run.
+    """
+
+    token = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
+    )
+    run = models.ForeignKey(
+        Run, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
+    batch = models.ForeignKey(
+        Batch, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)  # None: never
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    views = models.PositiveIntegerField(default=0)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(run__isnull=False, batch__isnull=True)
+                | Q(run__isnull=True, batch__isnull=False),
+                name="share_link_has_one_target",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.token
+
+
+class FixStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting"
+    RUNNING = "running", "Converting"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ReferenceFix(models.Model):
+    """ "Fix it": a conversion of a video the model would refuse (too long, too big, too
+    fast, another codec) into a copy it takes, made by a background task. The original is
+    kept; the copy becomes a new reference in the library."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reference_fixes"
+    )
+    source = models.ForeignKey(Reference, on_delete=models.CASCADE, related_name="fix_jobs")
+    # The segment to keep, in seconds of the source (None: up to its end).
+    start = models.FloatField(default=0)
+    end = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=FixStatus.choices, default=FixStatus.QUEUED)
+    progress = models.FloatField(default=0)  # 0..1, written by the task as it goes
+    error_message = models.TextField(blank=True)
+    result = models.ForeignKey(
+        Reference, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"fix {self.code} of {self.source_id} ({self.status})"
 
 
 class WebhookEvent(models.Model):

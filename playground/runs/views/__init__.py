@@ -1,0 +1,1 @@
+"""The runs app's views, one module per idea; urls.py names them."""
