@@ -2,10 +2,12 @@
 """How fast the simulator renders: seconds of output video per second of wall time.
 
     .venv/bin/python bench/render_speed.py [--reference clip.mp4] [--seconds 10] [--runs 3]
+        [--images 4]
 
 Makes a real 1080p reference with PyAV (10 s at 30 fps with sound: a camera panning over a
 textured scene with something moving across it), then renders a 10 s output from it in each
-aspect ratio with the simulator's own renderer (playground/simulator/render.py), sound kept,
+aspect ratio with the simulator's own renderer (playground/simulator/render.py), sound kept
+(and with --images N, N reference images inset in the corners for the middle half),
 and prints one row per aspect ratio, best of --runs: 1.0 is real time, above it faster.
 
 Wall time depends on what else the machine is doing, so two more columns say so: the CPU
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -82,6 +85,19 @@ def make_reference(path: Path, *, width: int = 1920, height: int = 1080, seconds
     return path
 
 
+def make_images(folder: Path, count: int) -> list[Path]:
+    """`count` 12-megapixel photos' worth of JPEG (4000×3000 gradients), as a phone sends."""
+    x = np.linspace(0, 255, 4000, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, 3000, dtype=np.float32)[:, None, None]
+    paths = []
+    for n in range(1, count + 1):
+        rgb = np.concatenate([x + 0 * y, y + 0 * x, (x + y) / 2 * n / count], axis=2)
+        path = folder / f"image{n}.jpg"
+        Image.fromarray(rgb.astype(np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
 def describe(path: Path) -> str:
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -98,12 +114,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="output duration (3–10)")
     parser.add_argument("--runs", type=int, default=3, help="renders per aspect ratio")
     parser.add_argument("--prompt", default="@Video1 at golden hour, warm light")
+    parser.add_argument("--images", type=int, default=0, help="reference images (0–4)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="render-speed-") as tmp:
         folder = Path(tmp)
         reference = args.reference or make_reference(folder / "reference.mp4")
+        images = make_images(folder, args.images)
         print(f"reference: {describe(reference)}; output {args.seconds} s; prompt {args.prompt!r}")
+        if images:
+            print(f"images: {len(images)} JPEGs of 4000×3000, inset for the middle half")
         print(f"machine: {os.cpu_count()} cores\n")
         print(
             "| aspect | output | wall s | video s per wall s "
@@ -122,6 +142,7 @@ def main() -> None:
                     duration=args.seconds,
                     aspect_ratio=aspect,
                     keep_audio=True,
+                    images=images,
                 )
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                 if best is None or wall < best[0]:

@@ -32,6 +32,14 @@ REFERENCE_MIN_SIDE, REFERENCE_MAX_SIDE = 720, 2160
 REFERENCE_MIN_SECONDS, REFERENCE_MAX_SECONDS = 3.0, 10.05
 REFERENCE_MIN_FPS, REFERENCE_MAX_FPS = 24.0, 60.0
 
+# Reference images (`image_urls`), cited in the prompt as @Image1 … @Image4.
+IMAGE_MAX_COUNT = 4
+IMAGE_MIN_SIDE = 300
+IMAGE_MAX_BYTES = 10 * 1024 * 1024
+# Width over height, from 1:2.5 (portrait) to 2.5:1 (landscape).
+IMAGE_MIN_ASPECT, IMAGE_MAX_ASPECT = 1 / 2.5, 2.5
+IMAGE_FORMATS = ("JPEG", "PNG")  # as Pillow names them
+
 
 def reference_limits_text() -> str:
     """The reference limits in one line, for help texts and messages."""
@@ -43,6 +51,15 @@ def reference_limits_text() -> str:
     )
 
 
+def image_limits_text() -> str:
+    """The image limits in one line, for help texts and messages."""
+    return (
+        f"JPEG or PNG, at least {IMAGE_MIN_SIDE} px on each side, aspect ratio between "
+        f"1:{IMAGE_MAX_ASPECT:g} and {IMAGE_MAX_ASPECT:g}:1, up to {size_label(IMAGE_MAX_BYTES)} "
+        f"each, at most {IMAGE_MAX_COUNT}"
+    )
+
+
 def limits() -> dict[str, object]:
     """What templates and the browser's scripts need to know (the `limits` context value)."""
     return {
@@ -50,5 +67,11 @@ def limits() -> dict[str, object]:
         "max_bytes": REFERENCE_MAX_BYTES,
         "max_size": size_label(REFERENCE_MAX_BYTES),
         "reference": reference_limits_text(),
+        "image_count": IMAGE_MAX_COUNT,
+        "image_numbers": list(range(1, IMAGE_MAX_COUNT + 1)),  # @Image1 … @Image4
+        "image_max_bytes": IMAGE_MAX_BYTES,
+        "image_max_size": size_label(IMAGE_MAX_BYTES),
+        "image_min_side": IMAGE_MIN_SIDE,
+        "images": image_limits_text(),
         "price_per_second_micros": PRICE_PER_SECOND_MICROS,
     }

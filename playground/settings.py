@@ -198,9 +198,11 @@ FILE_UPLOAD_HANDLERS = [
 AIGATEWAY_API_KEY = envstr("AIGATEWAY_API_KEY", "")
 # With no key, runs go to the simulator this app serves under /sim/.
 SIMULATOR_ENABLED = not AIGATEWAY_API_KEY
+# The real gateway's address (the default with a key; what a run's exported curl calls).
+AIGATEWAY_PUBLIC_URL = "https://api.aigateway.sh"
 AIGATEWAY_BASE_URL = envstr(
     "AIGATEWAY_BASE_URL",
-    f"http://127.0.0.1:{PORT}/sim" if SIMULATOR_ENABLED else "https://api.aigateway.sh",
+    f"http://127.0.0.1:{PORT}/sim" if SIMULATOR_ENABLED else AIGATEWAY_PUBLIC_URL,
 ).rstrip("/")
 # Where the provider can reach this instance (signed reference URLs, webhooks).
 PUBLIC_BASE_URL = envstr("PUBLIC_BASE_URL", "").rstrip("/")
@@ -238,7 +240,8 @@ TRACKER_LEASE_SECONDS = envint("TRACKER_LEASE_SECONDS", 30)
 
 # Limits, checked before any paid call (and again inside the transaction that creates the
 # run). 0 or empty means no limit.
-MAX_INFLIGHT_RUNS_PER_USER = envint("MAX_INFLIGHT_RUNS_PER_USER", 5)
+# A batch counts whole against it, so it is also the biggest batch a user can start.
+MAX_INFLIGHT_RUNS_PER_USER = envint("MAX_INFLIGHT_RUNS_PER_USER", 10)
 MONTHLY_BUDGET_USD = envstr("MONTHLY_BUDGET_USD", "")  # per user
 INSTANCE_MONTHLY_BUDGET_USD = envstr("INSTANCE_MONTHLY_BUDGET_USD", "")  # all users together
 USER_STORAGE_QUOTA_MB = envint("USER_STORAGE_QUOTA_MB", 2048)

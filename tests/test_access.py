@@ -16,11 +16,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from playground.lib.media import media_path
-from playground.runs.models import Reference, Run
+from playground.runs.models import Reference, Run, ShareLink
 from playground.runs.references import SIGNING_SALT, signed_reference_url
 from tests.builders import make_reference, make_run, signup_data
 
 pytestmark = pytest.mark.django_db
+
+
+def live_links(run: Run) -> list[str]:
+    return list(run.share_links.live().values_list("token", flat=True))
 
 
 def body(response) -> bytes:
@@ -40,7 +44,8 @@ LOGIN_REQUIRED = [
     ("run_status", "run", "get"),
     ("run_cancel", "run", "post"),
     ("run_share", "run", "post"),
-    ("run_unshare", "run", "post"),
+    ("share_revoke", "link", "post"),
+    ("share_links", None, "get"),
     ("run_delete", "run", "post"),
     ("run_result", "run", "get"),
     ("run_poster", "run", "get"),
@@ -57,9 +62,15 @@ def test_it_sends_anonymous_users_to_log_in(client, owner, clip, name, needs, me
     if name == "run_cancel":
         run = make_run(owner, clip, status="queued", provider_job_id="job_live")
     else:
-        run = make_run(owner, clip, share_token=None if name == "run_share" else "tok-anon")
-    before = (run.status, run.cancel_requested, run.share_token)
-    args = {"run": [run.code], "reference": [run.reference.code], None: []}[needs]
+        run = make_run(owner, clip)
+    link = ShareLink.create(owner, run=run) if name == "share_revoke" else None
+    before = (run.status, run.cancel_requested, live_links(run))
+    args = {
+        "run": [run.code],
+        "reference": [run.reference.code],
+        "link": [link.pk if link else 0],
+        None: [],
+    }[needs]
     url = reverse(name, args=args)
 
     response = getattr(client, method)(url)
@@ -67,13 +78,13 @@ def test_it_sends_anonymous_users_to_log_in(client, owner, clip, name, needs, me
     assert response.status_code == 302
     assert response["Location"] == f"{reverse('login')}?next={url}"
     after = Run.objects.get(pk=run.pk)  # nothing happened to the run
-    assert (after.status, after.cancel_requested, after.share_token) == before
+    assert (after.status, after.cancel_requested, live_links(after)) == before
     assert Run.objects.count() == 1
 
 
 def test_it_lets_anonymous_users_log_in_sign_up_and_watch_a_shared_run(client, owner, clip):
     run = make_run(owner, clip)
-    token = run.share()
+    token = ShareLink.create(owner, run=run).token
 
     for url in (reverse("login"), reverse("signup"), reverse("shared", args=[token])):
         response = client.get(url)
@@ -133,7 +144,6 @@ STRANGER_404 = [
     ("run_poster", "get", {}),
     ("run_cancel", "post", {}),
     ("run_share", "post", {}),
-    ("run_unshare", "post", {}),
     ("run_delete", "post", {}),
 ]
 
@@ -147,7 +157,7 @@ def test_it_answers_404_to_a_stranger_for_the_owners_run(
     stranger_client, owner, clip, name, method, headers
 ):
     done = make_run(owner, clip)
-    token = done.share()
+    token = ShareLink.create(owner, run=done).token
     live = make_run(owner, clip, status="queued", provider_job_id="job_live")
 
     for run in (done, live):
@@ -156,7 +166,7 @@ def test_it_answers_404_to_a_stranger_for_the_owners_run(
         assert response.status_code == 404, (run.status, response.status_code)
 
     done_after, live_after = Run.objects.get(pk=done.pk), Run.objects.get(pk=live.pk)
-    assert done_after.share_token == token  # not revoked, not replaced
+    assert live_links(done_after) == [token]  # not revoked, none added
     assert live_after.status == "queued" and not live_after.cancel_requested
     assert media_path(done.result.name).is_file() and media_path(done.poster.name).is_file()
 
@@ -198,17 +208,16 @@ def test_it_lists_only_the_users_own_runs_in_history(
     assert re.search(r'<strong id="simulated-total">\$1\.680</strong>', content)
 
 
-# --- Share links --------------------------------------------------------------------------
+# --- Share links (more in test_sharing.py) ------------------------------------------------
 
 
 def test_it_shares_a_completed_run_with_anyone_holding_the_link(owner_client, client, owner, clip):
     run = make_run(owner, clip, prompt="@Video1 drifting through fog at dawn")
     other = make_run(owner, clip, prompt="@Video1 a private experiment")
 
-    response = owner_client.post(reverse("run_share", args=[run.code]))
+    response = owner_client.post(reverse("run_share", args=[run.code]), {"expires": "7d"})
 
-    run.refresh_from_db()
-    token = run.share_token
+    token = run.share_links.get().token
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
     assert token and len(token) >= 20
     assert token != str(run.code) and run.code.hex not in token and str(run.code) not in token
@@ -233,40 +242,41 @@ def test_it_shares_a_completed_run_with_anyone_holding_the_link(owner_client, cl
     assert poster.status_code == 200 and body(poster) == clip[1].read_bytes()
 
 
-def test_it_keeps_one_share_token_when_shared_twice(owner_client, owner, clip):
+def test_it_makes_a_new_link_each_time_a_run_is_shared(owner_client, owner, clip):
     run = make_run(owner, clip)
 
-    owner_client.post(reverse("run_share", args=[run.code]))
-    first = Run.objects.get(pk=run.pk).share_token
-    owner_client.post(reverse("run_share", args=[run.code]))
+    owner_client.post(reverse("run_share", args=[run.code]), {"expires": "7d"})
+    owner_client.post(reverse("run_share", args=[run.code]), {"expires": "never"})
 
-    assert first and Run.objects.get(pk=run.pk).share_token == first
+    tokens = live_links(run)
+    assert len(tokens) == 2 and len(set(tokens)) == 2  # one per recipient, each revocable
 
 
 def test_it_forgets_a_revoked_share_link(owner_client, client, owner, clip):
     run = make_run(owner, clip)
-    owner_client.post(reverse("run_share", args=[run.code]))
-    old = Run.objects.get(pk=run.pk).share_token
+    owner_client.post(reverse("run_share", args=[run.code]), {"expires": "7d"})
+    link = run.share_links.get()
+    old = link.token
     assert client.get(reverse("shared", args=[old])).status_code == 200  # live until revoked
 
-    response = owner_client.post(reverse("run_unshare", args=[run.code]))
+    response = owner_client.post(reverse("share_revoke", args=[link.pk]))
 
-    assert response.status_code == 302
-    assert Run.objects.get(pk=run.pk).share_token is None
+    assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
+    assert live_links(run) == []
     for name in ("shared", "shared_result", "shared_poster"):
         assert client.get(reverse(name, args=[old])).status_code == 404, name
 
     # Sharing again makes a new link; the old one stays dead.
-    owner_client.post(reverse("run_share", args=[run.code]))
-    new = Run.objects.get(pk=run.pk).share_token
-    assert new and new != old
+    owner_client.post(reverse("run_share", args=[run.code]), {"expires": "7d"})
+    [new] = live_links(run)
+    assert new != old
     assert client.get(reverse("shared", args=[new])).status_code == 200
     assert client.get(reverse("shared", args=[old])).status_code == 404
 
 
 @pytest.mark.parametrize("token", ["no-such-token", "a" * 24])
 def test_it_answers_404_for_an_unknown_share_token(client, owner, clip, token):
-    make_run(owner, clip).share()
+    ShareLink.create(owner, run=make_run(owner, clip))
 
     for name in ("shared", "shared_result", "shared_poster"):
         assert client.get(reverse(name, args=[token])).status_code == 404, name
@@ -276,18 +286,19 @@ def test_it_answers_404_for_an_unknown_share_token(client, owner, clip, token):
 def test_it_does_not_share_a_run_that_is_not_completed(owner_client, owner, clip, status):
     run = make_run(owner, clip, status=status)
 
-    response = owner_client.post(reverse("run_share", args=[run.code]))
+    response = owner_client.post(reverse("run_share", args=[run.code]), {"expires": "7d"})
 
     assert response.status_code == 404
-    assert Run.objects.get(pk=run.pk).share_token is None
+    assert not ShareLink.objects.exists()
 
 
 def test_it_hides_a_shared_link_to_a_run_that_is_no_longer_completed(client, owner, clip):
-    run = make_run(owner, clip, status="failed", share_token="tok-of-a-failed-run")
+    run = make_run(owner, clip, status="failed")
+    ShareLink.objects.create(token="tok-of-a-failed-run", user=owner, run=run)
 
     assert client.get(reverse("shared", args=["tok-of-a-failed-run"])).status_code == 404
-    # Hidden, not revoked: the token is still on the run.
-    assert Run.objects.get(pk=run.pk).share_token == "tok-of-a-failed-run"
+    # Hidden, not revoked: the link is still live on the run.
+    assert live_links(run) == ["tok-of-a-failed-run"]
 
 
 # --- The signed reference URL the provider downloads from ---------------------------------

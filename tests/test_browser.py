@@ -302,3 +302,72 @@ def test_it_shows_form_errors_at_the_fields(page: Page, stack: Stack, tmp_path: 
     page.keyboard.insert_text("x" * 2600)
     assert len(page.input_value("#id_prompt")) == 2500
     expect(page.locator("[data-count-for=id_prompt]")).to_have_text("2,500")
+
+
+def test_it_runs_a_two_variant_batch_then_compares_and_remixes(
+    page: Page, stack: Stack, good_video: Path
+) -> None:
+    sign_up(page, stack, "bea")
+    page.fill("#id_prompt", "@Video1 as a watercolour")
+    page.set_input_files("#id_reference_video", str(good_video))
+    page.select_option("#id_duration", "3")
+    page.click("details.fanout summary")
+    page.fill("#id_variants", "@Video1 as an oil painting")
+    expect(page.locator("#estimate")).to_have_text("2 runs · $1.008")
+    page.keyboard.press("Control+Enter")  # from the Variants box: submits the form
+
+    # The batch page: two cards, each polling on its own, both turning into players.
+    page.wait_for_url(re.compile(r"/batches/[0-9a-f-]{36}/$"))
+    cards = page.locator(".batch-cell .status-card")
+    expect(cards).to_have_count(2)
+    assert "running" in page.title() or page.locator(".status-card[data-status=completed]").count()
+    page.wait_for_function(
+        "document.querySelectorAll('.batch-cell [data-status=completed] video').length === 2",
+        timeout=60_000,
+    )
+    expect(page.locator("#batch-totals")).to_contain_text("2 of 2 done")
+    assert "running" not in page.title()
+
+    # Compare them: one control drives both results and the reference.
+    page.locator(".batch-cell input[name=run]").nth(0).check()
+    page.locator(".batch-cell input[name=run]").nth(1).check()
+    page.click("text=Compare ticked runs")
+    page.wait_for_url(re.compile(r"/compare/\?run="))
+    expect(page.locator(".diff ins")).to_have_text("an oil painting")
+    page.wait_for_function(
+        "[...document.querySelectorAll('video[data-sync]')].every(v => v.readyState >= 1)"
+    )
+    times = "[...document.querySelectorAll('video[data-sync]')].map(v => v.currentTime)"
+    page.eval_on_selector(
+        "[data-sync-seek]", "s => { s.value = '1.5'; s.dispatchEvent(new Event('input')); }"
+    )
+    page.wait_for_function(f"{times}.every(t => Math.abs(t - 1.5) < 0.1)")
+    page.locator("h1").click()  # focus off the controls: the keys go to the players
+    page.keyboard.press(" ")
+    page.wait_for_function(f"{times}.every(t => t > 1.7)")
+    page.keyboard.press(" ")
+    page.wait_for_function(
+        "[...document.querySelectorAll('video[data-sync]')].every(v => v.paused)"
+    )
+    spread = page.evaluate(
+        f"(() => {{ const t = {times}; return Math.max(...t) - Math.min(...t); }})()"
+    )
+    assert spread < 0.1, spread
+    page.keyboard.press(".")  # one frame on, all together
+    page.wait_for_function(
+        f"(() => {{ const t = {times}; return Math.max(...t) - Math.min(...t) < 0.1; }})()"
+    )
+
+    # Remix the first run: the form comes back filled in, and the new run knows its parent.
+    page.locator(".compare-cell a", has_text="Run 1").click()
+    page.wait_for_url(RUN_URL)
+    parent = RUN_URL.search(page.url).group(1)
+    page.click("#run-side >> text=Remix")
+    expect(page.locator("#id_prompt")).to_have_value("@Video1 as a watercolour")
+    expect(page.locator(".lineage")).to_contain_text("Remix of")
+    page.fill("#id_prompt", "@Video1 as a watercolour, at dusk")
+    page.click("button.primary")
+    page.wait_for_url(RUN_URL)
+    assert RUN_URL.search(page.url).group(1) != parent
+    expect(page.locator("#run-side .lineage")).to_contain_text("Remix of")
+    assert stack.run(RUN_URL.search(page.url).group(1))["parent_id"] is not None

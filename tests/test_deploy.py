@@ -17,6 +17,7 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 
 from playground.runs import steps
+from playground.runs.models import ShareLink
 from playground.runs.references import signed_reference_url
 from tests.builders import make_reference, make_run
 
@@ -138,7 +139,7 @@ def https(settings, tmp_path) -> None:
 @pytest.mark.django_db
 def test_it_the_share_url_is_https_behind_a_tls_proxy(https, owner_client, owner, clip):
     run = make_run(owner, clip)
-    token = run.share()
+    token = ShareLink.create(owner, run=run).token
 
     # What a TLS proxy forwards: the browser's Host and the scheme it was asked on.
     proxied = {"Host": "testserver", "X-Forwarded-Proto": "https"}

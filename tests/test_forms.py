@@ -165,11 +165,14 @@ REJECTIONS = [
     ("half", "half.mp4", ["“half.mp4”", "not a video file", "MP4 or MOV", LIMITS]),
     ("tail_cut", "cut.mp4", ["“cut.mp4”", "truncated", "claims 3.50 s", "holds only", LIMITS]),
     ("short", "short.mp4", ["2.00 s long", "3–10.05 s"]),
-    ("long", "long.mp4", ["11.00 s long", "3–10.05 s"]),
-    ("small", "small.mp4", ["640×480 px", "width must be 720–2160 px", "height must be"]),
-    ("large", "large.mp4", ["2400×1350 px", "width must be 720–2160 px"]),
-    ("fps90", "fps90.mp4", ["90 fps", "24–60 fps"]),
+    ("small", "small.mp4", ["640×480", "at least 720 px on each side", "upscaling would only"]),
     ("fps15", "fps15.mp4", ["15 fps", "24–60 fps"]),
+]
+# A conversion can fix these ("Fix it", tests/test_fixes.py): they are kept, with problems.
+FIXABLE = [
+    ("long", "long.mp4", ["11.00 s long", "3–10.05 s"]),
+    ("large", "large.mp4", ["2400×1350", "at most 2160 px"]),
+    ("fps90", "fps90.mp4", ["90 fps", "24–60 fps"]),
     ("mkv", "clip.mkv", ["Matroska", "MP4 or MOV only"]),
     ("webm", "clip.webm", ["Matroska/WebM", "MP4 or MOV only"]),
 ]
@@ -202,6 +205,36 @@ def test_it_rejects_an_upload_the_model_would_refuse_and_keeps_nothing(
     assert media_files() == []
 
 
+@pytest.mark.parametrize(
+    ("case", "name", "fragments"), FIXABLE, ids=[f"{c}-{n}" for c, n, _ in FIXABLE]
+)
+def test_it_keeps_an_upload_a_conversion_can_fix_and_offers_to_fix_it(
+    owner_client, bad_file, case, name, fragments
+):
+    data = generate_data(reference_video=upload(bad_file(case), name), duration=7)
+    response = owner_client.post(reverse("generate"), data)
+
+    assert response.status_code == 200
+    form = response.context["form"]
+    errors = form.errors.get("reference_video", [])
+    assert len(errors) == 1, form.errors
+    for fragment in [*fragments, "Fix it", f"“{name}” itself is kept"]:
+        assert fragment in errors[0], (fragment, errors[0])
+    reference = Reference.objects.get()
+    assert reference.problems and not reference.is_usable
+    assert all(fragment in reference.problems for fragment in fragments)
+    # "Fix it" beside the message; the kept file is not offered as a reference as it is.
+    content = response.content.decode()
+    dropzone = content[content.index("data-dropzone") : content.index('<div class="row">')]
+    assert html.escape(errors[0]) in dropzone
+    assert f'href="{reverse("reference_fix", args=[reference.code])}"' in dropzone
+    assert str(reference.code) not in content[content.index('<select name="reference"') :]
+    assert selected_option(content, "duration") == "7"  # the settings stay as typed
+    assert data["prompt"] in content
+    assert Run.objects.count() == 0
+    assert {p.name for p in media_files()} >= {"poster.jpg", Path(reference.file.name).name}
+
+
 def test_it_names_the_size_limit_and_the_size_of_a_file_over_200_mb():
     facts = video.VideoFacts(
         format_name=video.MP4_FAMILY,
@@ -214,7 +247,9 @@ def test_it_names_the_size_limit_and_the_size_of_a_file_over_200_mb():
         has_audio=False,
     )
 
-    assert video.reference_problems(facts) == ["The file is 201 MB; the limit is 200 MB."]
+    assert video.reference_problems(facts) == [
+        video.Problem("The file is 201 MB; the limit is 200 MB.", fixable=False)
+    ]
     within = video.VideoFacts(**{**facts.__dict__, "size": 200 * 1024 * 1024})
     assert video.reference_problems(within) == []
 

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 
 from playground.lib.media import media_path
-from playground.runs.models import Run
+from playground.runs.models import Run, ShareLink
 from tests.builders import make_reference, make_run
 
 pytestmark = pytest.mark.django_db
@@ -34,7 +34,8 @@ def media(request, client: Client, owner: User, clip: tuple[Path, Path]):
     reference = make_reference(owner, (reference_source, clip[1]))
     run = make_run(owner, clip, reference=reference)
     if request.param == "shared_result":
-        return client, reverse("shared_result", args=[run.share()]), clip[0].read_bytes()
+        link = ShareLink.create(owner, run=run)
+        return client, reverse("shared_result", args=[link.token]), clip[0].read_bytes()
     client.force_login(owner)
     if request.param == "run_result":
         return client, reverse("run_result", args=[run.code]), clip[0].read_bytes()

@@ -206,7 +206,7 @@ def test_it_refuses_a_file_on_its_header_without_walking_every_packet(
 
     assert response.status_code == 200
     [message] = response.context["form"].errors["reference_video"]
-    assert "1.00 s long" in message and "640×480 px" in message
+    assert "1.00 s long" in message and "640×480;" in message
     assert Reference.objects.count() == 0 and media_files() == []
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -237,6 +237,36 @@ def _backoff(exc: Exception) -> bool | float:
     return isinstance(exc, httpx.TransportError)
 
 
+GENERATIONS_PATH = "/v1/videos/generations"
+
+
+def job_body(
+    *,
+    model: str,
+    prompt: str,
+    duration: int,
+    aspect_ratio: str,
+    video_url: str,
+    keep_audio: bool,
+    image_urls: Sequence[str] = (),
+    webhook_url: str = "",
+) -> dict[str, Any]:
+    """The JSON body that creates a job: one source for the client and the run's export."""
+    body: dict[str, Any] = {
+        "model": model,
+        "prompt": prompt,
+        "duration": duration,
+        "aspect_ratio": aspect_ratio,
+        "video_url": video_url,
+        "keep_audio": keep_audio,
+    }
+    if image_urls:
+        body["image_urls"] = list(image_urls)
+    if webhook_url:
+        body["webhook_url"] = webhook_url
+    return body
+
+
 class JobsAPI(Protocol):
     """What the tracker's steps use of the gateway (a Gateway, or one wrapped with pacing)."""
 
@@ -250,6 +280,7 @@ class JobsAPI(Protocol):
         keep_audio: bool,
         idempotency_key: str,
         webhook_url: str = "",
+        image_urls: Sequence[str] = (),
     ) -> Job: ...
 
     def get_job(self, job_id: str) -> Job | None: ...
@@ -313,22 +344,26 @@ class Gateway:
         keep_audio: bool,
         idempotency_key: str,
         webhook_url: str = "",
+        image_urls: Sequence[str] = (),
     ) -> Job:
-        """Create a job. The idempotency key makes a repeated submit return the same job."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "prompt": prompt,
-            "duration": duration,
-            "aspect_ratio": aspect_ratio,
-            "video_url": video_url,
-            "keep_audio": keep_audio,
-        }
-        if webhook_url:
-            body["webhook_url"] = webhook_url
+        """Create a job. The idempotency key makes a repeated submit return the same job.
+
+        `image_urls` are the extra reference images, @Image1 first; sent only when there
+        are some (a provider may refuse an empty list as well as an unknown field)."""
+        body = job_body(
+            model=self.model,
+            prompt=prompt,
+            duration=duration,
+            aspect_ratio=aspect_ratio,
+            video_url=video_url,
+            keep_audio=keep_audio,
+            image_urls=image_urls,
+            webhook_url=webhook_url,
+        )
         return Job.from_body(
             self._call(
                 "POST",
-                "/v1/videos/generations",
+                GENERATIONS_PATH,
                 json=body,
                 headers={"Idempotency-Key": idempotency_key},
             )

@@ -132,30 +132,71 @@ def _check_complete(
         )
 
 
-def reference_problems(facts: VideoFacts) -> list[str]:
+@dataclass(frozen=True)
+class Problem:
+    """One way a file breaks the model's limits. A fixable one a conversion can cure
+    (playground/lib/conform.py); the others no conversion can honestly fix."""
+
+    message: str
+    fixable: bool = False
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def reference_problems(facts: VideoFacts) -> list[Problem]:
     """Every way this file breaks the model's limits, each naming the limit and the value."""
     problems = []
     if not facts.is_mp4_family:
         problems.append(
-            f"The file is {describe_format(facts.format_name)}; the model takes MP4 or MOV only."
+            Problem(
+                f"The file is {describe_format(facts.format_name)}; "
+                "the model takes MP4 or MOV only.",
+                fixable=True,
+            )
         )
     if facts.size > kling.REFERENCE_MAX_BYTES:
-        problems.append(size_problem(facts.size))
+        problems.append(Problem(size_problem(facts.size)))
     low, high = kling.REFERENCE_MIN_SECONDS, kling.REFERENCE_MAX_SECONDS
     if not low <= facts.duration <= high:
-        problems.append(f"The video is {facts.duration:.2f} s long; it must be {low:g}–{high:g} s.")
-    low_side, high_side = kling.REFERENCE_MIN_SIDE, kling.REFERENCE_MAX_SIDE
-    for side, value in (("width", facts.width), ("height", facts.height)):
-        if not low_side <= value <= high_side:
-            problems.append(
-                f"The video is {facts.resolution} px; its {side} must be {low_side}–{high_side} px."
+        problems.append(
+            Problem(
+                f"The video is {facts.duration:.2f} s long; it must be {low:g}–{high:g} s.",
+                fixable=facts.duration > high,  # a segment of it can be cut; nothing lengthens
             )
+        )
+    problems.extend(_side_problems(facts))
     low_fps, high_fps = kling.REFERENCE_MIN_FPS, kling.REFERENCE_MAX_FPS
     if not low_fps <= facts.fps <= high_fps:
         problems.append(
-            f"The video runs at {facts.fps:g} fps; it must be {low_fps:g}–{high_fps:g} fps."
+            Problem(
+                f"The video runs at {facts.fps:g} fps; it must be {low_fps:g}–{high_fps:g} fps.",
+                fixable=facts.fps > high_fps,  # frames can be dropped, not invented
+            )
         )
     return problems
+
+
+def _side_problems(facts: VideoFacts) -> list[Problem]:
+    low, high = kling.REFERENCE_MIN_SIDE, kling.REFERENCE_MAX_SIDE
+    if min(facts.width, facts.height) < low:
+        return [
+            Problem(
+                f"The video is {facts.resolution}; the model needs at least {low} px on each "
+                "side, and upscaling would only hide the problem."
+            )
+        ]
+    if max(facts.width, facts.height) <= high:
+        return []
+    scaled = fit_within(facts.width, facts.height, high)
+    if min(scaled) < low:  # too wide for its height: scaling down makes it too small
+        return [
+            Problem(
+                f"The video is {facts.resolution}; each side must be {low}–{high} px, and "
+                f"scaled down to fit it would be {scaled[0]}×{scaled[1]}, under {low} px."
+            )
+        ]
+    return [Problem(f"The video is {facts.resolution}; each side must be at most {high} px.", True)]
 
 
 def size_problem(size: int) -> str:

@@ -12,10 +12,16 @@ from django.http import QueryDict
 
 from playground import kling
 from playground.lib import video
+from playground.runs import batches
+from playground.runs.images import ImageRejected, citation_problem, store_image
 from playground.runs.limits import refusal
-from playground.runs.models import Reference
-from playground.runs.money import cost_of_seconds
-from playground.runs.references import ReferenceRejected, public_url_problem, store_upload
+from playground.runs.models import Reference, ReferenceKind, Run
+from playground.runs.references import (
+    ReferenceNeedsFix,
+    ReferenceRejected,
+    public_url_problem,
+    store_upload,
+)
 
 DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
 
@@ -23,6 +29,29 @@ DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
 class ReferenceChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Reference) -> str:
         return f"{obj.name} · {obj.facts}"
+
+
+class MultipleFileInput(forms.FileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files under one name (Django's documented recipe): a list, maybe empty."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
+        one = super().clean
+        if isinstance(data, list | tuple):
+            return [one(item, initial) for item in data if item]
+        return [one(data, initial)] if data else []
+
+
+class ImageChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Reference) -> str:
+        return f"{obj.name} · {obj.resolution}"
 
 
 class GenerateForm(forms.Form):
@@ -52,6 +81,20 @@ class GenerateForm(forms.Form):
         to_field_name="code",
         empty_label="— upload a new one —",
     )
+    reference_images = MultipleFileField(
+        label="Reference images",
+        required=False,
+        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png"}),
+        help_text=f"Optional; cite them in the prompt as @Image1 … @Image{kling.IMAGE_MAX_COUNT}. "
+        f"{kling.image_limits_text()}.",
+    )
+    images = ImageChoiceField(
+        label="Or pick images you uploaded before",
+        queryset=Reference.objects.none(),
+        required=False,
+        to_field_name="code",
+        widget=forms.CheckboxSelectMultiple,
+    )
     duration = forms.TypedChoiceField(
         label="Duration",
         choices=DURATIONS,
@@ -67,23 +110,135 @@ class GenerateForm(forms.Form):
         required=False,
         help_text="Keep the reference's soundtrack in the result.",
     )
+    # Fanning out: each line of Variants is one more prompt; each extra duration and each
+    # repeat multiplies the runs (see runs/batches.py). All optional.
+    variants = forms.CharField(
+        label="Variants",
+        required=False,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 3,
+                "placeholder": "One more prompt per line; each line is a run of its own.",
+            }
+        ),
+        help_text="One prompt per line, each run against the same reference and settings.",
+    )
+    more_durations = forms.TypedMultipleChoiceField(
+        label="Also at",
+        choices=DURATIONS,
+        coerce=int,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Every prompt is also run at each duration ticked here.",
+    )
+    repeat = forms.TypedChoiceField(
+        label="Runs of each",
+        choices=[(n, f"× {n}") for n in range(1, batches.MAX_REPEAT + 1)],
+        coerce=int,
+        initial=1,
+        required=False,
+        empty_value=1,
+        help_text="The model is not deterministic: the same prompt twice makes two shots.",
+    )
+    # "Remix": the run the form was filled from; the new run remembers it.
+    parent = forms.UUIDField(required=False, widget=forms.HiddenInput)
     idempotency_key = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
-        cast(ReferenceChoiceField, self.fields["reference"]).queryset = Reference.objects.filter(
-            user=user
+        mine = Reference.objects.filter(user=user)
+        # Only videos the model takes: one with problems is kept only so it can be fixed.
+        cast(ReferenceChoiceField, self.fields["reference"]).queryset = mine.filter(
+            kind=ReferenceKind.VIDEO, problems=""
         )
+        self.image_choices = mine.filter(kind=ReferenceKind.IMAGE)
+        cast(ImageChoiceField, self.fields["images"]).queryset = self.image_choices
+        # @Image1 … in order: library picks as chosen, then uploads as uploaded (see clean).
+        self.stored_images: list[Reference] = []
+        self.attached_images = 0
         if not self.is_bound:
             self.initial["idempotency_key"] = uuid.uuid4()
         self.stored_reference: Reference | None = None
+        # An upload kept with problems: its error offers "Fix it" (runs/fixes.py).
+        self.fix_reference: Reference | None = None
+        self.planned: list[batches.Variant] = []
+        self.parent_run: Run | None = None
+        if not self.is_bound and (code := self.initial.get("parent")):
+            self.parent_run = Run.objects.filter(code=code, user=user).first()
 
     def clean_prompt(self) -> str:
         prompt = self.cleaned_data["prompt"].strip()
         if not prompt:
             raise forms.ValidationError("Write a prompt: it describes the shot to generate.")
         return prompt
+
+    def clean_variants(self) -> list[str]:
+        # An empty box (or one of blank lines) adds no runs: never a run without a prompt.
+        prompts = batches.variant_prompts(self.cleaned_data.get("variants", ""))
+        for number, prompt in enumerate(prompts, start=1):
+            if len(prompt) > kling.PROMPT_MAX_CHARS:
+                raise forms.ValidationError(
+                    f"Variant {number} has {len(prompt):,} characters; a prompt may have "
+                    f"at most {kling.PROMPT_MAX_CHARS:,}."
+                )
+        return prompts
+
+    def clean_parent(self) -> uuid.UUID | None:
+        code = self.cleaned_data.get("parent")
+        if code:
+            # Only the user's own runs: anyone else's is silently no parent at all.
+            self.parent_run = Run.objects.visible().filter(code=code, user=self.user).first()
+        return code
+
+    def _plan(self) -> list[batches.Variant]:
+        """The runs this form asks for: prompts × durations × repeats."""
+        data = self.cleaned_data
+        prompts = [data["prompt"], *data.get("variants", [])] if data.get("prompt") else []
+        durations = sorted({data["duration"], *data.get("more_durations", [])})
+        return batches.plan(prompts, durations, data.get("repeat") or 1)
+
+    def _clean_images(self) -> None:
+        """@Image1 … in order: the library picks as chosen, then the uploads as uploaded.
+        A valid upload is kept even if another field fails (the form comes back with it
+        picked), so it is never uploaded twice; nothing is stored from a form with too many."""
+        by_code = {str(image.code): image for image in self.cleaned_data.get("images") or []}
+        picks = [by_code[code] for code in dict.fromkeys(self._picked_codes()) if code in by_code]
+        uploads = self.cleaned_data.get("reference_images") or []
+        self.attached_images = len(picks) + len(uploads)
+        self.stored_images = picks
+        if self.attached_images > kling.IMAGE_MAX_COUNT:
+            self.add_error(
+                "reference_images",
+                f"A run takes at most {kling.IMAGE_MAX_COUNT} images; you attached "
+                f"{self.attached_images}.",
+            )
+            return
+        for upload in uploads:
+            try:
+                self.stored_images.append(store_image(self.user, upload))
+            except ImageRejected as exc:
+                self.add_error("reference_images", str(exc))
+
+    def _picked_codes(self) -> list[str]:
+        """The library images ticked, in the order the form sent them."""
+        name = self.add_prefix("images")
+        if not self.is_bound:
+            return [str(code) for code in self.initial.get("images") or []]
+        if isinstance(self.data, QueryDict):
+            return self.data.getlist(name)
+        value = self.data.get(name) or []
+        return [value] if isinstance(value, str) else [str(code) for code in value]
+
+    @property
+    def image_library(self) -> list[tuple[Reference, int | None]]:
+        """The picker's entries: (image, its @Image number or None). The chosen come first,
+        in their order, so that a form sent again keeps @Image1 … as they were."""
+        library = list(self.image_choices)
+        chosen = [str(image.code) for image in self.stored_images] or self._picked_codes()
+        position = {code: n for n, code in enumerate(dict.fromkeys(chosen), start=1)}
+        library.sort(key=lambda image: position.get(str(image.code), len(position) + 1))
+        return [(image, position.get(str(image.code))) for image in library]
 
     def clean_reference_video(self) -> UploadedFile | None:
         upload = self.cleaned_data.get("reference_video")
@@ -101,15 +256,35 @@ class GenerateForm(forms.Form):
             # Keep a valid upload even if another field fails, so it is never sent twice.
             try:
                 self.stored_reference = store_upload(self.user, upload)
+            except ReferenceNeedsFix as exc:
+                self.fix_reference = exc.reference
+                self.add_error("reference_video", str(exc))
             except ReferenceRejected as exc:
                 self.add_error("reference_video", str(exc))
         elif chosen:
             self.stored_reference = chosen
         elif "reference_video" not in self.errors:
             self.add_error("reference_video", "Choose a reference video to guide the shot.")
-        duration = data.get("duration")
-        if duration and (problem := refusal(self.user, cost_of_seconds(duration))):
-            self.add_error(None, problem)
+        self._clean_images()
+        if data.get("duration") and data.get("prompt"):
+            self.planned = self._plan()
+            if len(self.planned) > batches.MAX_BATCH_RUNS:
+                self.add_error(
+                    "variants",
+                    f"That makes {len(self.planned)} runs; one press of Generate makes at "
+                    f"most {batches.MAX_BATCH_RUNS}. Drop some variants, durations or repeats.",
+                )
+            elif problem := refusal(
+                self.user, batches.estimated_micros(self.planned), runs=len(self.planned)
+            ):
+                self.add_error(None, problem)
+        # Checked after the plan (an error drops the prompt from cleaned_data).
+        for field in ("prompt", "variants"):
+            texts = data.get(field) or []
+            for text in [texts] if isinstance(texts, str) else texts:
+                if problem := citation_problem(text, self.attached_images):
+                    self.add_error(field, problem)
+                    break
         if self.stored_reference is not None and self.errors:
             # Re-render with the stored reference picked, so the user needn't upload again.
             self.data = data_with = cast(QueryDict, self.data).copy()

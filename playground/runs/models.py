@@ -9,13 +9,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
 from django.db import models
-from django.db.models import Q, Sum
+from django.db.models import Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -24,6 +25,7 @@ from playground import kling
 from playground.gateway import Job
 from playground.lib import video
 from playground.lib.media import media_path, size_label
+from playground.lib.thumbnails import remove_thumbnail
 from playground.runs.money import cost_of_seconds
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,10 @@ class Reference(models.Model):
 
     @property
     def needs_preview(self) -> bool:
-        return not self.is_image and self.codec not in video.BROWSER_CODECS
+        # A Matroska/WebM upload (kept only to be fixed) is served as video/mp4 too.
+        return not self.is_image and (
+            self.codec not in video.BROWSER_CODECS or self.format_name != video.MP4_FAMILY
+        )
 
     @property
     def size_label(self) -> str:
@@ -152,6 +157,34 @@ class Batch(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("batch", args=[self.code])
 
+    def shareable_runs(self) -> RunQuerySet:
+        """The variants a share link to this batch shows, in the order they were made."""
+        return Run.objects.filter(batch=self).shareable().order_by("created_at", "pk")
+
+    @staticmethod
+    def totals(runs: Sequence[Run]) -> BatchTotals:
+        """What the batch's runs cost together (runs already loaded: no query)."""
+        return BatchTotals(
+            runs=len(runs),
+            active=sum(run.is_active for run in runs),
+            completed=sum(run.status == Status.COMPLETED for run in runs),
+            estimated_micros=sum(run.estimated_cost_micros for run in runs),
+            billed_micros=sum(run.billed_cost_micros or 0 for run in runs),
+            billing_unknown=any(run.billing_unknown for run in runs),
+            simulated=any(run.simulated for run in runs),
+        )
+
+
+@dataclass(frozen=True)
+class BatchTotals:
+    runs: int
+    active: int
+    completed: int
+    estimated_micros: int
+    billed_micros: int
+    billing_unknown: bool
+    simulated: bool
+
 
 class RunQuerySet(models.QuerySet["Run"]):
     def for_user(self, user: User) -> RunQuerySet:
@@ -171,7 +204,8 @@ class RunQuerySet(models.QuerySet["Run"]):
         return self.filter(status__in=ACTIVE)
 
     def this_month(self) -> RunQuerySet:
-        start = timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        # From midnight on the 1st where the instance is (TIME_ZONE), as the spend chart's days.
+        start = timezone.localtime().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         return self.filter(created_at__gte=start)
 
     def committed_micros(self) -> int:
@@ -184,6 +218,20 @@ class RunQuerySet(models.QuerySet["Run"]):
 
     def billed_micros(self) -> int:
         return self.aggregate(total=Sum("billed_cost_micros"))["total"] or 0
+
+    def shareable(self) -> RunQuerySet:
+        """Runs a share link may show: completed, with their result still on file."""
+        return self.visible().filter(status=Status.COMPLETED).exclude(result="")
+
+    def recent_prompts(self, limit: int = 8) -> list[str]:
+        """The distinct prompts of these runs, the most recently used first (one query)."""
+        return list(
+            self.exclude(prompt="")
+            .values("prompt")
+            .annotate(last_used=Max("created_at"))
+            .order_by("-last_used")
+            .values_list("prompt", flat=True)[:limit]
+        )
 
 
 class Run(models.Model):
@@ -246,8 +294,6 @@ class Run(models.Model):
     result_height = models.PositiveIntegerField(null=True, blank=True)
     result_fps = models.FloatField(null=True, blank=True)
 
-    share_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
-
     # The tracker's clock: when this run next needs attention. Claiming a run pushes it
     # forward by a lease, so a crashed worker's runs come back on their own.
     next_poll_at = models.DateTimeField(null=True, blank=True)
@@ -291,6 +337,19 @@ class Run(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def visible_remixes(self) -> list[Run]:
+        """The runs remixed from this one that their owner still keeps."""
+        return list(self.remixes.filter(deleted_at=None).order_by("created_at")[:20])
+
+    @property
+    def image_references(self) -> list[Reference]:
+        """The images the prompt cites, @Image1 first (from a prefetch, where there is one)."""
+        images = getattr(self, "_prefetched_objects_cache", {}).get("run_images")
+        if images is None:
+            images = self.run_images.select_related("reference")
+        return [image.reference for image in images]
 
     @property
     def is_final(self) -> bool:
@@ -382,25 +441,27 @@ class Run(models.Model):
             result_url="",
             result="",
             poster="",
-            share_token=None,
             reference=None,
         ):
             return False
+        ShareLink.objects.filter(run=self, revoked_at=None).update(revoked_at=timezone.now())
+        # Its images go with its prompt, so they can be deleted from the library too.
+        RunImage.objects.filter(run=self).delete()
         for name in (self.result.name, self.poster.name):
             if name:
                 media_path(name).unlink(missing_ok=True)
+        if self.poster.name:
+            remove_thumbnail(media_path(self.poster.name))
         self.refresh_from_db()
         return True
 
-    def share(self) -> str:
-        if not self.share_token:
-            self.share_token = secrets.token_urlsafe(18)
-            self.save(update_fields=["share_token"])
-        return self.share_token
+    def set_starred(self, starred: bool) -> None:
+        self.starred = starred
+        self.save(update_fields=["starred"])
 
-    def revoke_share(self) -> None:
-        self.share_token = None
-        self.save(update_fields=["share_token"])
+    def set_note(self, note: str) -> None:
+        self.note = note
+        self.save(update_fields=["note"])
 
     # --- The tracker's transitions ------------------------------------------------------------
     #
@@ -443,11 +504,18 @@ class Run(models.Model):
                 output_field=models.PositiveIntegerField(),
             ),
         )
-        return list(
+        claimed = list(
             cls.objects.filter(pk__in=ids, next_poll_at__in=[until, until_fallback]).select_related(
                 "reference"
             )
         )
+        # A submit sends the run's images: one query for all the runs about to be submitted
+        # (and none when all are being polled, the common case).
+        models.prefetch_related_objects(
+            [run for run in claimed if run.status in (Status.PENDING, Status.SUBMITTING)],
+            models.Prefetch("run_images", queryset=RunImage.objects.select_related("reference")),
+        )
+        return claimed
 
     def start_submitting(self) -> bool:
         """PENDING → SUBMITTING, the claim before the paid call. False if another got it."""
@@ -623,6 +691,16 @@ class RunImage(models.Model):
         return f"@Image{self.position} of {self.run_id}"
 
 
+# What the share form offers, in its order: the key it posts, its label, the link's life.
+SHARE_EXPIRIES: dict[str, tuple[str, timedelta | None]] = {
+    "never": ("Never", None),
+    "1d": ("1 day", timedelta(days=1)),
+    "7d": ("7 days", timedelta(days=7)),
+    "30d": ("30 days", timedelta(days=30)),
+}
+DEFAULT_SHARE_EXPIRY = "7d"
+
+
 class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
     def live(self) -> ShareLinkQuerySet:
         """Links that still open: not revoked, not expired."""
@@ -667,12 +745,63 @@ class ShareLink(models.Model):
     def __str__(self) -> str:
         return self.token
 
+    @classmethod
+    def create(
+        cls,
+        user: User,
+        *,
+        run: Run | None = None,
+        batch: Batch | None = None,
+        expires_in: timedelta | None = None,
+    ) -> ShareLink:
+        """A new link (a run may have several, say one per recipient); None: never expires."""
+        now = timezone.now()
+        return cls.objects.create(
+            token=secrets.token_urlsafe(18),
+            user=user,
+            run=run,
+            batch=batch,
+            created_at=now,
+            expires_at=now + expires_in if expires_in is not None else None,
+        )
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_live(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
+
+    def revoke(self) -> bool:
+        """Close the link for good. False if it was revoked already (the first time stays)."""
+        now = timezone.now()
+        if not ShareLink.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=now):
+            return False
+        self.revoked_at = now
+        return True
+
+    def register_view(self) -> None:
+        # One UPDATE: two visitors at once must both count.
+        ShareLink.objects.filter(pk=self.pk).update(views=models.F("views") + 1)
+
+    def shared_runs(self) -> RunQuerySet:
+        """What the link shows: its run, or every completed variant of its batch."""
+        if self.batch is not None:
+            return self.batch.shareable_runs()
+        return Run.objects.filter(share_links=self).shareable()
+
 
 class FixStatus(models.TextChoices):
     QUEUED = "queued", "Waiting"
     RUNNING = "running", "Converting"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+
+
+# Past the previews cluster's timeout (600 s) and retry (660 s), settings.Q_CLUSTER: a fix
+# still RUNNING then lost its worker.
+FIX_STALE_AFTER = timedelta(minutes=15)
 
 
 class ReferenceFix(models.Model):
@@ -702,6 +831,51 @@ class ReferenceFix(models.Model):
 
     def __str__(self) -> str:
         return f"fix {self.code} of {self.source_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in (FixStatus.DONE, FixStatus.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.progress)
+
+    # Each change below is one conditional UPDATE from the state it expects, so a task
+    # delivered twice (django-q2 delivers at least once) converts the video once.
+
+    def claim(self) -> bool:
+        """QUEUED → RUNNING, before any work. A RUNNING fix is taken again only once it is
+        older than FIX_STALE_AFTER: its worker died, and django-q2 delivers it again."""
+        stale = timezone.now() - FIX_STALE_AFTER
+        if not ReferenceFix.objects.filter(
+            Q(status=FixStatus.QUEUED) | Q(status=FixStatus.RUNNING, created_at__lt=stale),
+            pk=self.pk,
+        ).update(status=FixStatus.RUNNING, progress=0):
+            return False
+        self.status, self.progress = FixStatus.RUNNING, 0
+        return True
+
+    def record_progress(self, fraction: float) -> None:
+        ReferenceFix.objects.filter(pk=self.pk, status=FixStatus.RUNNING).update(
+            progress=min(max(fraction, 0.0), 1.0)
+        )
+
+    def finish(self, result: Reference) -> bool:
+        """RUNNING → DONE with the conformed copy. False if the fix was not running here."""
+        now = timezone.now()
+        if not ReferenceFix.objects.filter(pk=self.pk, status=FixStatus.RUNNING).update(
+            status=FixStatus.DONE, progress=1, result=result, finished_at=now
+        ):
+            return False
+        self.status, self.progress, self.result = FixStatus.DONE, 1, result
+        self.finished_at = now
+        return True
+
+    def fail(self, message: str) -> None:
+        ReferenceFix.objects.filter(
+            pk=self.pk, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
+        ).update(status=FixStatus.FAILED, error_message=message, finished_at=timezone.now())
+        self.refresh_from_db()
 
 
 class WebhookEvent(models.Model):

@@ -45,25 +45,33 @@ LIVE_SQL = f"SELECT {', '.join(LIVE_FIELDS)} FROM {Run._meta.db_table} WHERE cod
 CODE_FIELD = Run._meta.get_field("code")
 
 
+def _in_batch(request: HttpRequest) -> bool:
+    """A card in a batch page's grid (its `hx-headers` say so): compact, no side panel."""
+    return request.headers.get("X-Card-Context") == "batch"
+
+
 def status_card_response(request: HttpRequest, run: Run) -> HttpResponse:
     """The card alone; once final, also the side panel (out of band: billed cost, share)."""
-    card = render(request, CARD, {"run": run})
+    compact = _in_batch(request)
+    card = render(request, CARD, {"run": run, "compact": compact})
     if not run.is_final:
         return card
+    if compact:
+        return HttpResponseStopPolling(card.content)
     side = render(request, "runs/run_detail.html#run-side", {"run": run, "oob": True})
     return HttpResponseStopPolling(card.content + side.content)
 
 
 @lru_cache(maxsize=4096)
 def _live_card(
-    code: uuid.UUID, status: str, cancel_requested: bool, has_job: bool, notice: str
+    code: uuid.UUID, status: str, cancel_requested: bool, has_job: bool, notice: str, compact: bool
 ) -> bytes:
     """The live card for one state of one run. Rendered without a request, so nothing
     per-user or per-request may appear in it (the cancel form's CSRF token comes from the
     htmx headers on <body>, the status key from the page around the card)."""
     run = Run.objects.get(code=code)
     run.status, run.cancel_requested, run.notice = status, cancel_requested, notice
-    return render_to_string(CARD, {"run": run}).encode()
+    return render_to_string(CARD, {"run": run, "compact": compact}).encode()
 
 
 def _live_row(code: uuid.UUID) -> tuple[Any, ...] | None:
@@ -82,7 +90,7 @@ def _key_opens(request: HttpRequest, code: uuid.UUID) -> bool:
 
 @login_not_required
 @require_GET
-@vary_on_headers("HX-Request", "X-Status-Key")
+@vary_on_headers("HX-Request", "X-Status-Key", "X-Card-Context")
 def run_status(request: HtmxRequest, code: uuid.UUID) -> HttpResponse:
     if request.htmx and _key_opens(request, code):
         row = _live_row(code)
@@ -91,7 +99,14 @@ def run_status(request: HtmxRequest, code: uuid.UUID) -> HttpResponse:
         user_id, status, cancel_requested, provider_job_id, notice = row
         if status in ACTIVE:
             return HttpResponse(
-                _live_card(code, status, bool(cancel_requested), bool(provider_job_id), notice)
+                _live_card(
+                    code,
+                    status,
+                    bool(cancel_requested),
+                    bool(provider_job_id),
+                    notice,
+                    _in_batch(request),
+                )
             )
         if request.user.pk != user_id:
             return HttpResponseStopPolling(

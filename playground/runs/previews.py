@@ -9,13 +9,12 @@ tracker's worker.
 from __future__ import annotations
 
 import logging
-from fractions import Fraction
 
-import av
 from django.db import transaction
 from django_q.tasks import async_task
 
 from playground.lib import video
+from playground.lib.conform import transcode
 from playground.lib.media import media_path
 from playground.runs.models import Reference
 
@@ -45,35 +44,8 @@ def make_preview(reference_pk: int) -> str:
     source = media_path(reference.file.name)
     target = source.with_name("preview.mp4")
     part = source.with_name("preview.part.mp4")
-    with av.open(str(source)) as inp, video.open_mp4(part) as out:
-        vin = inp.streams.video[0]
-        vin.thread_type = "AUTO"
-        width, height = video.fit_within(reference.width, reference.height, PREVIEW_MAX_SIDE)
-        rate = Fraction(vin.average_rate or 30).limit_denominator(1001)
-        vout = video.add_h264(out, width, height, rate)
-        ain = inp.streams.audio[0] if inp.streams.audio else None
-        aout = None
-        if ain is not None:
-            aout, resampler = video.add_aac(out)
-        streams = [vin] + ([ain] if ain is not None else [])
-        index = 0
-        samples = 0
-        for packet in inp.demux(*streams):
-            for frame in packet.decode():
-                if isinstance(frame, av.VideoFrame):
-                    picture = frame.reformat(width=width, height=height, format="yuv420p")
-                    picture.pts = index
-                    picture.time_base = 1 / rate
-                    index += 1
-                    out.mux(vout.encode(picture))
-                elif aout is not None and isinstance(frame, av.AudioFrame):
-                    for chunk in resampler.resample(frame):
-                        chunk.pts = samples
-                        samples += chunk.samples
-                        out.mux(aout.encode(chunk))
-        out.mux(vout.encode(None))
-        if aout is not None:
-            out.mux(aout.encode(None))
+    width, height = video.fit_within(reference.width, reference.height, PREVIEW_MAX_SIDE)
+    transcode(source, part, width=width, height=height)
     part.replace(target)
     Reference.objects.filter(pk=reference.pk).update(preview=str(target.relative_to(media_path())))
     return f"preview made for {reference.code}"

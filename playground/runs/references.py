@@ -30,6 +30,18 @@ class ReferenceRejected(ValueError):
     """The upload is not a reference the model takes; the message says why."""
 
 
+class ReferenceNeedsFix(ReferenceRejected):
+    """The model would refuse the upload as it is, but a conversion can make a copy it takes
+    ("Fix it", runs/fixes.py). The upload is kept, with its problems, only for that."""
+
+    def __init__(self, reference: Reference) -> None:
+        super().__init__(
+            f"{reference.problems} Fix it to make a copy the model takes; "
+            f"“{reference.name}” itself is kept as it is."
+        )
+        self.reference = reference
+
+
 def public_base_url() -> str:
     """This instance's address for the provider. Behind TLS (HTTPS=true) a public
     `http://` address is taken as its `https://` one: the proxy would only redirect."""
@@ -154,13 +166,16 @@ def _size_on_disk(name: str) -> int:
 
 
 def store_upload(user: User, upload: UploadedFile) -> Reference:
-    """Check an upload against the model's limits and the user's quota; keep it only if it
-    passes.
+    """Check an upload against the model's limits and the user's quota; keep it if it passes.
 
     The cheap checks come first: the size and the quota before the file is copied, then
     what the container's header says (format, size, duration, fps), and only a file that
     passes those has every packet walked to find a cut or damage. The upload is already on
     disk (Django streams big uploads to a temporary file) and is never read into memory.
+
+    A file whose only problems a conversion can fix (too long, too big, too fast, another
+    container) is kept with its problems and raises ReferenceNeedsFix; any other problem
+    rejects it and nothing of it is kept.
     """
     name = upload.name or "reference"
     size = upload.size or 0
@@ -182,20 +197,42 @@ def store_upload(user: User, upload: UploadedFile) -> Reference:
                 for chunk in upload.chunks():
                     fh.write(chunk)
         facts = _probe(target, name, thorough=False)
-        if problems := video.reference_problems(facts):
-            raise ReferenceRejected(" ".join(problems))
+        problems = video.reference_problems(facts)
+        if not all(problem.fixable for problem in problems):
+            raise ReferenceRejected(" ".join(map(str, problems)))
         _probe(target, name, thorough=True)  # the header is fine: is the rest of it there?
         poster = folder / "poster.jpg"
         video.save_poster(target, poster)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)  # nothing is kept of a rejected file
         raise
+    reference = save_reference(
+        user, code, name, target, poster, facts, problems=" ".join(map(str, problems))
+    )
+    if problems:
+        raise ReferenceNeedsFix(reference)
+    return reference
+
+
+def save_reference(
+    user: User,
+    code: uuid.UUID,
+    name: str,
+    original: Path,
+    poster: Path,
+    facts: video.VideoFacts,
+    *,
+    problems: str = "",
+    derived_from: Reference | None = None,
+) -> Reference:
+    """The row of a video already checked and on disk (with its poster) in its folder,
+    and its H.264 preview scheduled if browsers can't play it."""
     relative = Path("references", str(code))
     reference = Reference.objects.create(
         code=code,
         user=user,
         name=Path(name).name[:255],
-        file=str(relative / target.name),
+        file=str(relative / original.name),
         poster=str(relative / poster.name),
         format_name=facts.format_name,
         codec=facts.codec,
@@ -205,6 +242,8 @@ def store_upload(user: User, upload: UploadedFile) -> Reference:
         duration=facts.duration,
         size=facts.size,
         has_audio=facts.has_audio,
+        problems=problems,
+        derived_from=derived_from,
     )
     schedule_preview(reference)
     return reference

@@ -10,6 +10,7 @@ from django.dispatch import receiver
 from django_q.signals import post_spawn
 
 from playground.lib.media import media_path
+from playground.lib.thumbnails import remove_thumbnail
 from playground.runs.models import Reference, Run
 from playground.runs.tracker import sweep
 
@@ -28,6 +29,8 @@ def resume_tracking(sender: object, proc_name: str, **kwargs: object) -> None:
 def delete_run_files(sender: type[Run], instance: Run, **kwargs: object) -> None:
     for name in (instance.result.name, instance.poster.name):
         _remove(name)
+    if instance.poster.name:
+        remove_thumbnail(media_path(instance.poster.name))
 
 
 @receiver(post_delete, sender=Reference)

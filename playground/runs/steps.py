@@ -100,6 +100,7 @@ def submit(run: Run, gateway: JobsAPI) -> None:
         keep_audio=run.keep_audio,
         idempotency_key=str(run.code),
         webhook_url=url,
+        image_urls=[signed_reference_url(image) for image in run.image_references],
     )
     run.record_submitted(job, webhook=bool(url))
 

@@ -1,26 +1,60 @@
 from django.urls import path
 
 from playground.runs import poll, webhooks
-from playground.runs.views import files, generate, history, library, runs, sharing
+from playground.runs.views import (
+    batches,
+    compare,
+    files,
+    fixes,
+    generate,
+    history,
+    library,
+    marks,
+    runs,
+    sharing,
+)
 
 urlpatterns = [
     path("", generate.generate, name="generate"),
     path("runs/", history.history, name="history"),
+    path("runs/delete", history.runs_delete, name="runs_delete"),
     path("runs/<uuid:code>/", runs.run_detail, name="run"),
+    path("batches/<uuid:code>/", batches.batch_detail, name="batch"),
+    path("compare/", compare.compare, name="compare"),
     path("runs/<uuid:code>/status", poll.run_status, name="run_status"),
     path("runs/<uuid:code>/cancel", runs.run_cancel, name="run_cancel"),
     path("runs/<uuid:code>/share", sharing.run_share, name="run_share"),
-    path("runs/<uuid:code>/unshare", sharing.run_unshare, name="run_unshare"),
     path("runs/<uuid:code>/delete", runs.run_delete, name="run_delete"),
+    path("runs/<uuid:code>/star", marks.run_star, name="run_star"),
+    path("runs/<uuid:code>/note", marks.run_note, name="run_note"),
     path("runs/<uuid:code>/result.mp4", files.run_result, name="run_result"),
     path("runs/<uuid:code>/poster.jpg", files.run_poster, name="run_poster"),
+    path("runs/<uuid:code>/thumb.jpg", files.run_thumb, name="run_thumb"),
     path("references/", library.references, name="references"),
     path("references/<uuid:code>/delete", library.reference_delete, name="reference_delete"),
+    path("references/<uuid:code>/fix", fixes.reference_fix, name="reference_fix"),
+    path("fixes/<uuid:code>/", fixes.fix_progress, name="fix_progress"),
     path("references/<uuid:code>/video.mp4", files.reference_video, name="reference_video"),
     path("references/<uuid:code>/poster.jpg", files.reference_poster, name="reference_poster"),
+    path("references/<uuid:code>/thumb.jpg", files.reference_thumb, name="reference_thumb"),
+    path("references/<uuid:code>/image", files.reference_image, name="reference_image"),
     path("r/<str:token>", files.reference_download, name="reference_download"),
     path("s/<str:token>/", sharing.shared_run, name="shared"),
     path("s/<str:token>/result.mp4", sharing.shared_result, name="shared_result"),
     path("s/<str:token>/poster.jpg", sharing.shared_poster, name="shared_poster"),
+    path("s/<str:token>/embed", sharing.shared_embed, name="shared_embed"),
+    path(
+        "s/<str:token>/<uuid:run_code>/result.mp4",
+        sharing.shared_result,
+        name="shared_batch_result",
+    ),
+    path(
+        "s/<str:token>/<uuid:run_code>/poster.jpg",
+        sharing.shared_poster,
+        name="shared_batch_poster",
+    ),
+    path("shares/", sharing.share_links, name="share_links"),
+    path("shares/<int:pk>/revoke", sharing.share_revoke, name="share_revoke"),
+    path("batches/<uuid:code>/share", sharing.batch_share, name="batch_share"),
     path("webhooks/aigateway", webhooks.gateway_webhook, name="webhook"),
 ]

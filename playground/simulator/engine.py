@@ -1,4 +1,4 @@
-"""The simulator's worker side: fetch the reference, render the output, call webhooks.
+"""The simulator's worker side: fetch the references, render the output, call webhooks.
 
 Work runs on small thread pools inside whichever process serves the simulator, and every
 timed call (a webhook when its job is due, a retry) waits on one scheduler thread, so the
@@ -60,13 +60,18 @@ def _produce(job_id: str) -> None:
         job = store.SimJob.load(job_id)
         if job is None or job.output_path.exists() or job.fetch_error:
             return
-        if not job.input_path.exists():
-            error = fetch_reference(job.video_url, job.input_path)
-            if error:
-                job.fetch_error = error
-                job.save()
-                return
+        if error := _fetch_inputs(job):
+            job.fetch_error = error
+            job.save()
+            job.drop_inputs()
+            return
         _render_cached(job)
+    except render.UnreadableImage as exc:  # what the model would refuse, in its words
+        failed = store.SimJob.load(job_id)  # as recorded since (what it fetched)
+        if failed is not None:
+            failed.drop_inputs()
+            failed.fail_message = str(exc)
+            failed.save()
     except Exception:
         log.exception("simulator: producing %s failed", job_id)
         job = store.SimJob.load(job_id)
@@ -78,23 +83,39 @@ def _produce(job_id: str) -> None:
             _in_flight.discard(job_id)
 
 
-def fetch_reference(url: str, dest: Path) -> str:
-    """Download the reference like a provider would; return an error message or ''.
+def _fetch_inputs(job: store.SimJob) -> str:
+    """The reference video, then each image, unless already here; an error message or ''."""
+    if not job.input_path.exists() and (error := fetch_reference(job.video_url, job.input_path)):
+        return error
+    for number, (url, path) in enumerate(zip(job.image_urls, job.image_paths, strict=True), 1):
+        if not path.exists() and (
+            error := fetch_reference(
+                url, path, limit=kling.IMAGE_MAX_BYTES, what=f"reference image {number}"
+            )
+        ):
+            return error
+    return ""
+
+
+def fetch_reference(
+    url: str, dest: Path, *, limit: int | None = None, what: str = "the reference video"
+) -> str:
+    """Download a reference like a provider would; return an error message or ''.
 
     No redirects (the submit checked this URL, not wherever it might point), a timeout,
-    and no more than the model's size limit is read.
+    and no more than the model's size limit is read (the video's, unless `limit` says).
     """
     part = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
-    limit = kling.REFERENCE_MAX_BYTES
+    limit = kling.REFERENCE_MAX_BYTES if limit is None else limit
     too_big = (
-        f"The reference video is larger than {size_label(limit)}, the model's limit; "
+        f"{what[0].upper()}{what[1:]} is larger than {size_label(limit)}, the model's limit; "
         "it was not downloaded."
     )
     deadline = time.monotonic() + FETCH_SECONDS
     try:
         with httpx.stream("GET", url, timeout=FETCH_TIMEOUT, follow_redirects=False) as response:
             if response.status_code != 200:
-                return f"Could not download the reference video (HTTP {response.status_code})."
+                return f"Could not download {what} (HTTP {response.status_code})."
             declared = response.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > limit:
                 return too_big
@@ -105,11 +126,11 @@ def fetch_reference(url: str, dest: Path) -> str:
                     if size > limit:
                         return too_big
                     if time.monotonic() > deadline:
-                        return f"Downloading the reference video took over {FETCH_SECONDS} s."
+                        return f"Downloading {what} took over {FETCH_SECONDS} s."
                     fh.write(chunk)
         part.replace(dest)
     except httpx.HTTPError as exc:
-        return f"Could not download the reference video ({exc.__class__.__name__})."
+        return f"Could not download {what} ({exc.__class__.__name__})."
     finally:
         part.unlink(missing_ok=True)
     return ""
@@ -117,16 +138,17 @@ def fetch_reference(url: str, dest: Path) -> str:
 
 def _render_cached(job: store.SimJob) -> None:
     """Identical requests share one render (the benchmark submits a thousand of them)."""
-    received = hashlib.sha256()
-    with job.input_path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            received.update(block)
+    received = _sha256(job.input_path)
+    images = [_sha256(path) for path in job.image_paths]
     with store.locked("jobs"):  # what it got stays on record (for tests, and to compare)
         fresh = store.SimJob.load(job.id) or job
-        fresh.input_sha256 = received.hexdigest()
+        fresh.input_sha256 = received
+        fresh.image_sha256 = images
         fresh.save()
     grade, _, _ = render.grade_for(job.prompt)
-    request = f"{received.hexdigest()}|{grade}|{job.duration}|{job.aspect_ratio}|{job.keep_audio}"
+    request = "|".join(
+        [received, grade, str(job.duration), job.aspect_ratio, str(job.keep_audio), *images]
+    )
     key = hashlib.sha256(request.encode()).hexdigest()[:32]
     cache = job.home / "outputs" / f"cache-{key}.mp4"
     with _render_locks[int(key, 16) % len(_render_locks)]:
@@ -139,6 +161,7 @@ def _render_cached(job: store.SimJob) -> None:
                     duration=job.duration,
                     aspect_ratio=job.aspect_ratio,
                     keep_audio=job.keep_audio,
+                    images=job.image_paths,
                 )
     part = job.output_path.with_name(f"{job.id}.{os.getpid()}.{threading.get_ident()}.part")
     try:
@@ -146,9 +169,15 @@ def _render_cached(job: store.SimJob) -> None:
     except OSError:
         shutil.copyfile(cache, part)
     part.replace(job.output_path)
-    # The reference was only needed for the render: keeping a copy per job would grow the
-    # simulator's folder by up to 200 MB a run.
-    job.input_path.unlink(missing_ok=True)
+    job.drop_inputs()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # --- Timed calls ----------------------------------------------------------------------------

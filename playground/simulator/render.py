@@ -6,10 +6,15 @@ frames, time-fitted to the requested duration), crops or pads to the aspect rati
 colour from words in the prompt and stamps every frame as SIMULATED: it never pretends to
 be the model.
 
+The reference images (`image_urls`) visibly arrive: during the middle half of the clip,
+image N sits in corner N (1 top left, 2 top right, 3 bottom left, 4 bottom right), about a
+fifth of the frame high.
+
 It must render faster than real time on a 2-core machine (bench/render_speed.py measures
 it), so a frame stays in YUV from the decoder to the encoder: libavfilter fits and grades it
-in C, numpy only inks the stamp on the top strip, and a source frame shown twice (slow
-motion) is painted once.
+in C, numpy only inks the stamp on the top strip and copies each image's planes (converted
+once, at inset size) into its corner, and a source frame shown twice (slow motion) is
+painted once.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import math
 import os
 import re
 import threading
+from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import cast
 
 import av
 import numpy as np
+from PIL import Image, ImageOps
 
 from playground import kling
 from playground.lib import video
@@ -139,11 +146,70 @@ def _filters(
     return chain
 
 
+class UnreadableImage(ValueError):
+    """A reference image the simulator (like the model) can't use; the message says which."""
+
+
+class _Inset:
+    """One reference image, converted once to yuv420p planes at its size in the frame, and
+    where it goes: a fifth of the frame high (at most a third wide), in corner `number`."""
+
+    BORDER = 4  # px of white round it, so it reads as a picture on any background
+
+    def __init__(self, path: Path, number: int, width: int, height: int, top: int) -> None:
+        box_w, box_h = width // 3, height // 5
+        try:
+            with Image.open(path) as image:
+                if image.format not in kling.IMAGE_FORMATS:
+                    raise UnreadableImage(
+                        f"Reference image {number} is a {image.format} file; the model takes "
+                        "JPEG or PNG only."
+                    )
+                image.draft("RGB", (box_w, box_h))  # a JPEG decodes at a fraction of its size
+                rgb = ImageOps.exif_transpose(image).convert("RGB")
+        except (OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, UnreadableImage):
+                raise
+            raise UnreadableImage(
+                f"Reference image {number} could not be read as a JPEG or PNG image."
+            ) from exc
+        scale = min(box_w / rgb.width, box_h / rgb.height)
+        w, h = video.even(rgb.width * scale), video.even(rgb.height * scale)
+        b = self.BORDER
+        picture = ImageOps.expand(
+            rgb.resize((w - 2 * b, h - 2 * b), Image.Resampling.BILINEAR, reducing_gap=2.0),
+            border=b,
+            fill=(255, 255, 255),
+        )
+        yuv = np.asarray(picture, dtype=np.float32) @ RGB_TO_YUV.T + (16, 128, 128)
+        self.y = np.clip(yuv[..., 0], 16, 235).astype(np.uint8)
+        # 4:2:0: one chroma sample per 2×2 block, their mean.
+        chroma = yuv[..., 1:].reshape(h // 2, 2, w // 2, 2, 2).mean(axis=(1, 3))
+        self.cb, self.cr = (np.clip(chroma[..., i], 16, 240).astype(np.uint8) for i in (0, 1))
+        margin = video.even(height / 40)
+        self.x = margin if number in (1, 3) else width - w - margin
+        self.top = top + margin if number in (1, 2) else height - h - margin
+
+    def paint(self, luma: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> None:
+        (h, w), x, y = self.y.shape, self.x, self.top
+        luma[y : y + h, x : x + w] = self.y
+        cb[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = self.cb
+        cr[y // 2 : (y + h) // 2, x // 2 : (x + w) // 2] = self.cr
+
+
 class _Painter:
     """Turns a decoded reference frame into an output frame: fit, grade (libavfilter, in
-    C), then the SIMULATED stamp (numpy, on the top strip only)."""
+    C), then the SIMULATED stamp (numpy, on the top strip only) and, where asked, the
+    reference images in the corners."""
 
-    def __init__(self, prompt: str, stream: av.VideoStream, width: int, height: int) -> None:
+    def __init__(
+        self,
+        prompt: str,
+        stream: av.VideoStream,
+        width: int,
+        height: int,
+        images: Sequence[Path] = (),
+    ) -> None:
         ref_width, ref_height = stream.codec_context.width, stream.codec_context.height
         self.graph = av.filter.Graph()
         node = self.graph.add_buffer(template=stream)
@@ -158,8 +224,12 @@ class _Painter:
         # A strip along the top (video controls cover the bottom of the picture).
         self.band_bottom = video.even(sh + 2 * (sh // 3))
         self.stamp_at = (sh // 3, (width - sw) // 2)
+        self.insets = [
+            _Inset(path, number, width, height, self.band_bottom)
+            for number, path in enumerate(images[: kling.IMAGE_MAX_COUNT], start=1)
+        ]
 
-    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+    def __call__(self, frame: av.VideoFrame, *, insets: bool = False) -> av.VideoFrame:
         self.graph.push(frame)
         out = cast(av.VideoFrame, self.graph.pull())  # a video graph gives video frames
         luma, cb, cr = _planes(out)
@@ -170,6 +240,9 @@ class _Painter:
         y, x = self.stamp_at
         sh, sw = self.stamp.shape
         luma[y : y + sh, x : x + sw][self.stamp] = 235
+        if insets:
+            for inset in self.insets:
+                inset.paint(luma, cb, cr)
         return out
 
 
@@ -190,26 +263,34 @@ def render(
     duration: float,
     aspect_ratio: str,
     keep_audio: bool,
+    images: Sequence[Path] = (),
 ) -> None:
-    """Render dest from source; dest appears only when complete (written to a .part file)."""
+    """Render dest from source (and the reference images, @Image1 first); dest appears
+    only when complete (written to a .part file). Raises UnreadableImage for a bad image."""
     dest = Path(dest)
     part = dest.with_name(f"{dest.stem}.{os.getpid()}.{threading.get_ident()}.part.mp4")
     try:
-        _render(Path(source), part, prompt, duration, aspect_ratio, keep_audio)
+        _render(Path(source), part, prompt, duration, aspect_ratio, keep_audio, images)
         part.replace(dest)
     finally:
         part.unlink(missing_ok=True)
 
 
 def _render(
-    source: Path, part: Path, prompt: str, duration: float, aspect_ratio: str, keep_audio: bool
+    source: Path,
+    part: Path,
+    prompt: str,
+    duration: float,
+    aspect_ratio: str,
+    keep_audio: bool,
+    images: Sequence[Path],
 ) -> None:
     rate = kling.OUTPUT_FPS
     with av.open(str(source)) as inp, video.open_mp4(part) as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
         width, height = output_size(vin.codec_context.width, vin.codec_context.height, aspect_ratio)
-        paint = _Painter(prompt, vin, width, height)
+        paint = _Painter(prompt, vin, width, height, images)
         vout = video.add_h264(out, width, height, rate, crf=CRF)
         vout.thread_type = "FRAME"  # x264's frame threads keep both cores busy
         ain = inp.streams.audio[0] if keep_audio and inp.streams.audio else None
@@ -222,14 +303,20 @@ def _render(
         ref_seconds = video.stream_seconds(inp, vin)
         start = float(vin.start_time * vin.time_base) if vin.start_time and vin.time_base else 0.0
         total = round(duration * rate)
+        # The images show during the middle half of the clip.
+        insets_from, insets_until = (total // 4, total - total // 4) if paint.insets else (0, 0)
         index = 0
         current: av.VideoFrame | None = None  # the latest source frame…
         painted: av.VideoFrame | None = None  # …and its output, made when first shown
+        painted_insets = False  # …with the images on it or not
 
         def emit(frame: av.VideoFrame) -> None:
-            nonlocal index, painted
-            if painted is None:
-                painted = paint(frame)
+            nonlocal index, painted, painted_insets
+            insets = insets_from <= index < insets_until
+            # A frame shown across the start or end of the images is painted afresh (never
+            # changed in place: the encoder may still be reading the one it was given).
+            if painted is None or painted_insets != insets:
+                painted, painted_insets = paint(frame, insets=insets), insets
             painted.pts = index
             painted.time_base = Fraction(1, rate)
             out.mux(vout.encode(painted))

@@ -71,6 +71,9 @@ class SimJob:
     resolution: str = ""
     # SHA-256 of the reference it downloaded (the file itself is dropped once rendered).
     input_sha256: str = ""
+    # The reference images (`image_urls`), @Image1 first, and the SHA-256 of each fetched.
+    image_urls: list[str] = field(default_factory=list)
+    image_sha256: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         # Where this job lives, fixed when it is made or loaded: a thread still working on
@@ -80,6 +83,20 @@ class SimJob:
     @property
     def input_path(self) -> Path:
         return self.home / "inputs" / f"{self.id}.mp4"
+
+    def image_path(self, number: int) -> Path:
+        """Where image `number` (1 for @Image1) is kept until the render is done."""
+        return self.home / "inputs" / f"{self.id}-image{number}"
+
+    @property
+    def image_paths(self) -> list[Path]:
+        return [self.image_path(n) for n in range(1, len(self.image_urls) + 1)]
+
+    def drop_inputs(self) -> None:
+        """The inputs were only needed for the render: keeping a copy per job would grow
+        the simulator's folder by up to 240 MB a run."""
+        for path in (self.input_path, *self.image_paths):
+            path.unlink(missing_ok=True)
 
     @property
     def output_path(self) -> Path:

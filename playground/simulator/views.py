@@ -1,8 +1,9 @@
 """The simulator's HTTP face: AIgateway's paths, statuses, bodies and headers.
 
 Only this instance's own client may use it (its API routes want the per-instance key), and
-it only fetches this instance's own signed references and calls this instance's own
-webhook: a server that downloads and posts to URLs must not do so for anyone who asks.
+it only fetches this instance's own signed references (the video and any images) and calls
+this instance's own webhook: a server that downloads and posts to URLs must not do so for
+anyone who asks.
 """
 
 from __future__ import annotations
@@ -170,6 +171,19 @@ def create_generation(request: HttpRequest) -> HttpResponse:
             "invalid_request_error",
             param="video_url",
         )
+    image_urls = data.get("image_urls") or []
+    if not (
+        isinstance(image_urls, list)
+        and len(image_urls) <= kling.IMAGE_MAX_COUNT
+        and all(isinstance(url, str) and _is_own_reference_url(url) for url in image_urls)
+    ):
+        return error(
+            400,
+            f"image_urls must be a list of at most {kling.IMAGE_MAX_COUNT} signed reference "
+            "URLs of this instance; the simulator downloads nothing else.",
+            "invalid_request_error",
+            param="image_urls",
+        )
     webhook_url = data.get("webhook_url") or ""
     if webhook_url and webhook_url != _own_webhook_url():
         return error(
@@ -217,6 +231,7 @@ def _new_job(
         aspect_ratio=aspect_ratio,
         keep_audio=bool(data.get("keep_audio")),
         video_url=video_url,
+        image_urls=list(data.get("image_urls") or []),  # checked by the caller
         webhook_url=webhook_url,
         queued_seconds=settings.SIMULATOR_QUEUED_SECONDS,
         # Real jobs vary; a jitter spreads them (the benchmark uses it, tests don't).

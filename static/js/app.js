@@ -6,14 +6,33 @@
     return "$" + (micros / 1e6).toFixed(3);
   }
 
+  // The estimate counts every run the form will make: (prompt + each Variants line) ×
+  // (the duration + each ticked "Also at") × repeats, as runs/batches.py plans them.
   function wireEstimate(root) {
     const out = root.querySelector("#estimate");
     if (!out) return;
+    const form = out.closest("form");
     const select = root.querySelector("#" + out.dataset.durationFrom);
+    const variants = root.querySelector("#" + out.dataset.variantsFrom);
+    const repeat = root.querySelector("#" + out.dataset.repeatFrom);
     const price = Number(out.dataset.priceMicros);
-    const update = () => { out.textContent = usd(price * Number(select.value)); };
-    select.addEventListener("change", update);
-    select.addEventListener("input", update);
+    const maxRuns = Number(out.dataset.maxRuns) || Infinity;
+    const update = () => {
+      const durations = new Set([Number(select.value)]);
+      form.querySelectorAll("input[name=more_durations]:checked").forEach((box) => durations.add(Number(box.value)));
+      const prompts = 1 + (variants ? variants.value.split("\n").filter((line) => line.trim()).length : 0);
+      const times = repeat ? Number(repeat.value) || 1 : 1;
+      let seconds = 0;
+      durations.forEach((d) => { seconds += d; });
+      const runs = prompts * durations.size * times;
+      const cost = usd(price * seconds * prompts * times);
+      out.textContent = runs > 1 ? runs + " runs · " + cost : cost;
+      out.classList.toggle("over", runs > maxRuns);
+      const button = form.querySelector("button[type=submit]");
+      if (button) button.textContent = runs > 1 ? "Generate " + runs + " runs" : "Generate";
+    };
+    form.addEventListener("input", update);
+    form.addEventListener("change", update);
     update();
   }
 
@@ -147,6 +166,15 @@
   document.addEventListener("DOMContentLoaded", () => wire(document));
   document.addEventListener("htmx:afterSwap", (event) => wire(event.detail.elt.parentElement || document));
   document.addEventListener("htmx:oobAfterSwap", (event) => wire(event.detail.target || document));
+
+  // Ctrl+Enter (⌘+Enter on a Mac) submits the form being typed in, as chat boxes do.
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    const form = event.target.closest && event.target.closest("form");
+    if (!form || !form.matches("#generate-form")) return;
+    event.preventDefault();
+    form.requestSubmit();
+  });
 
   // Upload progress for the Generate form (htmx reports XHR upload progress).
   document.addEventListener("htmx:xhr:progress", (event) => {

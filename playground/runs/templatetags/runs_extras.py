@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django import template
 
+from playground.runs import export
 from playground.runs.models import Run
 from playground.runs.money import usd as format_usd
 
@@ -37,3 +38,13 @@ def clock(delta: timedelta | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02}:{seconds:02}" if hours else f"{minutes}:{seconds:02}"
+
+
+@register.filter
+def export_json(run: Run) -> str:
+    return export.as_json(run)
+
+
+@register.filter
+def export_curl(run: Run) -> str:
+    return export.as_curl(run)

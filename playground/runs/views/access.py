@@ -16,7 +16,9 @@ from playground.runs.models import Reference, Run
 def get_run(request: AuthenticatedRequest, code: str) -> Run:
     """The signed-in user's run, or 404."""
     return get_object_or_404(
-        Run.objects.visible().select_related("reference"), code=code, user=request.user
+        Run.objects.visible().select_related("reference", "parent", "batch"),
+        code=code,
+        user=request.user,
     )
 
 

@@ -1,0 +1,25 @@
+"""A batch: the runs one press of Generate made, side by side, each card polling on its own."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseStopPolling
+
+from playground.lib.requests import AuthenticatedRequest
+from playground.runs.models import Batch
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def batch_detail(request: AuthenticatedRequest, code: str) -> HttpResponse:
+    batch = get_object_or_404(Batch, code=code, user=request.user)
+    runs = list(batch.runs.visible().select_related("reference").order_by("pk"))
+    context = {"batch": batch, "runs": runs, "totals": batch.totals(runs)}
+    if request.htmx and request.htmx.target == "batch-totals":
+        response = render(request, "runs/batch.html#batch-totals", context)
+        # Once every run is final the totals can't change: stop asking.
+        return response if context["totals"].active else HttpResponseStopPolling(response.content)
+    return render(request, "runs/batch.html", context)

@@ -1,0 +1,52 @@
+"""Compare two to four finished runs: synced playback, and what differs between them."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from playground.lib.requests import AuthenticatedRequest
+from playground.runs.compare import MAX_COMPARED, MIN_COMPARED, Comparison
+from playground.runs.models import Run
+from playground.runs.views.access import is_uuid
+
+
+@require_GET
+def compare(request: AuthenticatedRequest) -> HttpResponse:
+    codes = list(dict.fromkeys(request.GET.getlist("run")))  # in order, once each
+    if not MIN_COMPARED <= len(codes) <= MAX_COMPARED:
+        return render(
+            request,
+            "runs/compare.html",
+            {
+                "problem": f"Pick {MIN_COMPARED} to {MAX_COMPARED} finished runs to compare "
+                f"(you picked {len(codes)})."
+            },
+            status=400,
+        )
+    if not all(is_uuid(code) for code in codes):
+        raise Http404
+    found = {
+        str(run.code): run
+        for run in Run.objects.for_user(request.user)
+        .visible()
+        .filter(code__in=codes)
+        .select_related("reference")
+        .prefetch_related("run_images__reference")
+    }
+    if len(found) != len(codes):
+        raise Http404  # someone else's, deleted or made up: not yours to see
+    if unfinished := [run for run in found.values() if not run.has_result]:
+        return _cannot(
+            request,
+            f"Only finished runs with a result can be compared; {len(unfinished)} of the "
+            "runs you picked has none yet.",
+        )
+    return render(
+        request, "runs/compare.html", {"comparison": Comparison([found[c] for c in codes])}
+    )
+
+
+def _cannot(request: AuthenticatedRequest, problem: str) -> HttpResponse:
+    return render(request, "runs/compare.html", {"problem": problem}, status=400)
