@@ -327,6 +327,7 @@ def test_it_runs_a_two_variant_batch_then_compares_and_remixes(
     )
     expect(page.locator("#batch-totals")).to_contain_text("2 of 2 done")
     assert "running" not in page.title()
+    page.screenshot(path=SCREENSHOT.with_name("batch.png"), full_page=True)
 
     # Compare them: one control drives both results and the reference.
     page.locator(".batch-cell input[name=run]").nth(0).check()
@@ -353,6 +354,7 @@ def test_it_runs_a_two_variant_batch_then_compares_and_remixes(
         f"(() => {{ const t = {times}; return Math.max(...t) - Math.min(...t); }})()"
     )
     assert spread < 0.1, spread
+    page.screenshot(path=SCREENSHOT.with_name("compare.png"), full_page=True)
     page.keyboard.press(".")  # one frame on, all together
     page.wait_for_function(
         f"(() => {{ const t = {times}; return Math.max(...t) - Math.min(...t) < 0.1; }})()"
