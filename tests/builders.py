@@ -3,6 +3,7 @@ where a test needs them (the `clip` fixture's small MP4 and its poster)."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import uuid
 from datetime import timedelta
@@ -50,6 +51,21 @@ def make_reference(user: User, clip: Clip | None = None, **fields: Any) -> Refer
         **fields,
     }
     return Reference.objects.create(code=code, user=user, **values)
+
+
+def make_facts(**changes: Any) -> video.VideoFacts:
+    """What a probe says of a clip inside every limit, with `changes`."""
+    base = video.VideoFacts(
+        format_name=video.MP4_FAMILY,
+        codec="h264",
+        width=1280,
+        height=720,
+        fps=24.0,
+        duration=5.0,
+        size=1_000_000,
+        has_audio=False,
+    )
+    return dataclasses.replace(base, **changes)
 
 
 def make_run(

@@ -32,9 +32,7 @@ def test_it_plans_prompts_by_durations_by_repeats():
     assert batches.estimated_micros(planned) == 4 * 168_000 * (3 + 5)
 
 
-def test_it_makes_a_batch_of_every_variant_with_one_press(
-    owner_client, owner, reference, settings
-):
+def test_it_makes_a_batch_of_every_variant_with_one_press(owner_client, owner, reference, settings):
     settings.MAX_INFLIGHT_RUNS_PER_USER = 12
     response, data = post(
         owner_client,

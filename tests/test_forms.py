@@ -21,7 +21,7 @@ from django.utils import timezone
 from playground.lib import video
 from playground.runs.forms import GenerateForm
 from playground.runs.models import Reference, Run
-from tests.builders import generate_data, make_reference, make_run, make_runs
+from tests.builders import generate_data, make_facts, make_reference, make_run, make_runs
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db
@@ -236,21 +236,12 @@ def test_it_keeps_an_upload_a_conversion_can_fix_and_offers_to_fix_it(
 
 
 def test_it_names_the_size_limit_and_the_size_of_a_file_over_200_mb():
-    facts = video.VideoFacts(
-        format_name=video.MP4_FAMILY,
-        codec="h264",
-        width=1280,
-        height=720,
-        fps=24.0,
-        duration=5.0,
-        size=201 * 1024 * 1024,
-        has_audio=False,
-    )
+    facts = make_facts(size=201 * 1024 * 1024)
 
     assert video.reference_problems(facts) == [
         video.Problem("The file is 201 MB; the limit is 200 MB.", fixable=False)
     ]
-    within = video.VideoFacts(**{**facts.__dict__, "size": 200 * 1024 * 1024})
+    within = make_facts(size=200 * 1024 * 1024)
     assert video.reference_problems(within) == []
 
 

@@ -162,7 +162,7 @@ def test_it_stars_a_run_inline_and_a_replay_changes_nothing(owner_client, owner)
     assert Run.objects.get(pk=run.pk).starred
     assert 'aria-pressed="true"' in first.content.decode()
     assert 'aria-pressed="true"' in again.content.decode()  # still starred, not toggled back
-    assert first.content.decode().lstrip().startswith(f'<form id="star-{run.code}"')
+    assert first.content.decode().startswith('<button class="star on"')
 
 
 def test_it_stars_without_js_and_returns_to_a_safe_page(owner_client, owner):
@@ -178,16 +178,31 @@ def test_it_stars_without_js_and_returns_to_a_safe_page(owner_client, owner):
     assert elsewhere["Location"] == run.get_absolute_url()
 
 
-def test_it_saves_a_trimmed_note_inline_and_on_the_run_page(owner_client, owner):
+def test_it_edits_a_note_in_place_in_the_history(owner_client, owner):
     run = make_run(owner)
     url = reverse("run_note", args=[run.code])
+    row = owner_client.get(reverse("history")).content.decode()
+    assert f'hx-get="{url}"' in row and "Add a note" in row
 
-    response = owner_client.post(url, {"note": "  keeper, try 16:9  "}, headers=HTMX)
+    editor = owner_client.get(url, headers=HTMX)  # the link turns into the form
+    assert f'<form id="note-{run.code}"' in editor.content.decode()
+    saved = owner_client.post(url, {"note": "  keeper, try 16:9  ", "in_list": "1"}, headers=HTMX)
 
     assert Run.objects.get(pk=run.pk).note == "keeper, try 16:9"
-    assert 'value="keeper, try 16:9"' in response.content.decode()
+    assert saved.content.decode().startswith('<a class="note"')  # text again
+    assert ">keeper, try 16:9</a>" in saved.content.decode()
+    plain = owner_client.get(url)  # without JS: the run's page has the form
+    assert plain["Location"] == f"{run.get_absolute_url()}#marks"
+
+
+def test_it_edits_a_note_and_the_star_on_the_run_page(owner_client, owner):
+    run = make_run(owner, note="first take")
     page = owner_client.get(run.get_absolute_url()).content.decode()
-    assert 'value="keeper, try 16:9"' in page and f'id="star-{run.code}"' in page
+    assert 'value="first take"' in page and reverse("run_star", args=[run.code]) in page
+
+    url = reverse("run_note", args=[run.code])
+    saved = owner_client.post(url, {"note": "second", "next": run.get_absolute_url()}, headers=HTMX)
+    assert 'value="second"' in saved.content.decode() and "Saved" in saved.content.decode()
     plain = owner_client.post(url, {"note": "", "next": run.get_absolute_url()})
     assert plain["Location"] == run.get_absolute_url()
     assert Run.objects.get(pk=run.pk).note == ""
@@ -297,7 +312,13 @@ def test_it_charts_each_days_estimate_and_bill(owner, stranger, settings):
     today, two_ago = timezone.localdate(now), timezone.localdate(now - timedelta(days=2))
     assert days == {today: (1_008_000, 504_000), two_ago: (1_008_000, 1_204_000)}
     assert len(chart.days) == 30 and chart.days[-1].day == today
+    # The month's figure is the one budgets count (runs/limits.py).
+    assert (
+        chart.month_micros
+        == Run.objects.for_user(owner).counted_here().this_month().committed_micros()
+    )
     assert chart.budget_y is None
+    assert chart.estimated_path.count("M") == chart.billed_path.count("M") == 2  # a bar a day
 
 
 def test_it_draws_the_budget_line_only_with_a_budget(owner_client, owner, settings):

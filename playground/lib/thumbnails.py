@@ -1,7 +1,7 @@
 """Small JPEGs of posters for lists: the 640 px poster shrunk to what a row shows.
 
-A list of 25 runs with full posters weighed hundreds of KB; at their display size (2× for
-sharp screens) they are a few KB each. Made on first request and kept next to the poster
+A list of 25 runs with full posters weighed hundreds of KB; at their display size they
+weigh about 1.5 KB each. Made on first request and kept next to the poster
 (`poster.jpg` → `poster.thumb.jpg`), so whatever removes the poster's folder or file
 removes the thumbnail with it (see `remove_thumbnail`).
 """
@@ -14,11 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
-# Lists show posters at 96×54 CSS px (history) or smaller (Generate's recent runs); twice
-# that keeps them sharp on high-density screens. The thumbnail covers this box (never
-# smaller on either side, so `object-fit: cover` has enough), never larger than the poster.
-THUMB_BOX = (192, 108)
-QUALITY = 70
+# Lists show posters at 96×54 CSS px (history; Generate's recent runs smaller), and the
+# thumbnail is that size: the history's 25 rows must stay under 100 KB with everything else
+# on the page (bench/page_weight.py). At twice the size, for high-density screens, they
+# weighed 3.5–5 KB each, 90–120 KB a page; at this size and quality, 1.2–1.4 KB. The
+# thumbnail covers this box (never smaller on either side, so `object-fit: cover` has
+# enough), never larger than the poster.
+THUMB_BOX = (96, 54)
+QUALITY = 60
 
 
 def thumbnail_path(poster: Path) -> Path:

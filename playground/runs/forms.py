@@ -137,7 +137,7 @@ class GenerateForm(forms.Form):
         coerce=int,
         initial=1,
         required=False,
-        empty_value=1,
+        empty_value=1,  # type: ignore[arg-type]  # an int is what coerce makes of the rest
         help_text="The model is not deterministic: the same prompt twice makes two shots.",
     )
     # "Remix": the run the form was filled from; the new run remembers it.

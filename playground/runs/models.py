@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
 from django.db import models
-from django.db.models import Max, Q, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
@@ -219,6 +219,16 @@ class RunQuerySet(models.QuerySet["Run"]):
     def billed_micros(self) -> int:
         return self.aggregate(total=Sum("billed_cost_micros"))["total"] or 0
 
+    def totals(self) -> dict[str, int]:
+        """The history's figures in one pass, read from run_totals_idx alone: real money
+        billed, what the simulator would have billed (never added together), runs in flight."""
+        totals = self.aggregate(
+            billed=Sum("billed_cost_micros", filter=Q(simulated=False)),
+            simulated=Sum("billed_cost_micros", filter=Q(simulated=True)),
+            in_flight=Count("pk", filter=Q(status__in=ACTIVE)),
+        )
+        return {name: value or 0 for name, value in totals.items()}
+
     def shareable(self) -> RunQuerySet:
         """Runs a share link may show: completed, with their result still on file."""
         return self.visible().filter(status=Status.COMPLETED).exclude(result="")
@@ -324,6 +334,18 @@ class Run(models.Model):
                 fields=["next_poll_at"], name="run_due_idx", condition=Q(status__in=ACTIVE)
             ),
             models.Index(fields=["user", "-created_at"], name="run_history_idx"),
+            # The history's pages and their count (visible runs, newest first): with 10,000
+            # runs, counting through run_history_idx read every row for its deleted_at.
+            models.Index(
+                fields=["user", "-created_at"],
+                name="run_visible_idx",
+                condition=Q(deleted_at=None),
+            ),
+            # Covers RunQuerySet.totals, so the history's totals never read the table.
+            models.Index(
+                fields=["user", "simulated", "status", "billed_cost_micros"],
+                name="run_totals_idx",
+            ),
         ]
 
     def __str__(self) -> str:

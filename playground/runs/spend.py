@@ -13,8 +13,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Case, IntegerField, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from playground.runs.history import start_of
@@ -24,9 +24,9 @@ from playground.runs.money import MICROS, micros_from_usd, usd
 DAYS = 30
 
 # The drawing, in SVG user units (it scales to the page's width).
-WIDTH, LEFT, RIGHT = 720, 60, 10
-DAILY_TOP, DAILY_HEIGHT = 12, 120  # bars: each day's estimate and bill
-MONTH_TOP, MONTH_HEIGHT = 178, 56  # the line: this month so far, against the budget
+WIDTH, LEFT, RIGHT = 960, 60, 10
+DAILY_TOP, DAILY_HEIGHT = 24, 100  # bars: each day's estimate and bill
+MONTH_TOP, MONTH_HEIGHT = 172, 44  # the line: this month so far, against the budget
 HEIGHT = MONTH_TOP + MONTH_HEIGHT + 8
 PLOT_WIDTH = WIDTH - LEFT - RIGHT
 SLOT = PLOT_WIDTH / DAYS
@@ -41,32 +41,6 @@ class Day:
 
 
 @dataclass(frozen=True)
-class Bar:
-    day: Day
-    x: float  # the slot's left edge
-    estimated_y: float
-    estimated_height: float
-    billed_y: float
-    billed_height: float
-
-    # Side by side in the day's slot, a little gap around each.
-    @property
-    def estimated_x(self) -> float:
-        return self.x + SLOT * 0.06
-
-    @property
-    def billed_x(self) -> float:
-        return self.x + SLOT * 0.52
-
-    @property
-    def label(self) -> str:
-        return (
-            f"{day_label(self.day.day)}: estimated {usd(self.day.estimated)}, "
-            f"billed {usd(self.day.billed)}"
-        )
-
-
-@dataclass(frozen=True)
 class Tick:
     y: float
     label: str
@@ -77,7 +51,9 @@ class SpendChart:
     days: list[Day]  # oldest first, one per day, today last
     month_micros: int  # this month so far (billed, else estimated)
     budget_micros: int | None
-    bars: list[Bar] = field(default_factory=list)
+    # Each series' bars as one SVG path (a few bytes a bar; the table has the figures).
+    estimated_path: str = ""
+    billed_path: str = ""
     daily_ticks: list[Tick] = field(default_factory=list)
     month_ticks: list[Tick] = field(default_factory=list)
     month_points: str = ""  # an SVG polyline's points
@@ -94,7 +70,6 @@ class SpendChart:
     daily_bottom = DAILY_TOP + DAILY_HEIGHT
     month_top = MONTH_TOP
     month_bottom = MONTH_TOP + MONTH_HEIGHT
-    bar_width = SLOT * 0.42
 
     @property
     def estimated_micros(self) -> int:
@@ -121,20 +96,30 @@ def spend_chart(user: User, today: date | None = None) -> SpendChart:
     month_start = today.replace(day=1)
     # The month may have begun before the window (on the 31st): its first day still counts.
     since = min(first, month_start)
+    starts = [start_of(since + timedelta(days=n)) for n in range((today - since).days + 2)]
+    # Each run's day (in the instance's time zone) by comparing with each day's start: no
+    # date conversion per row (TruncDate is a Python function per row on SQLite).
+    day_number = Case(
+        *[
+            When(created_at__gte=start, then=Value(n))
+            for n, start in reversed(list(enumerate(starts[:-1])))
+        ],
+        output_field=IntegerField(),
+    )
     rows = (
         Run.objects.for_user(user)
         .counted_here()
-        .filter(created_at__gte=start_of(since))
-        .annotate(day=TruncDate("created_at"))
-        .values("day")
+        .filter(created_at__gte=starts[0], created_at__lt=starts[-1])
+        .annotate(day_number=day_number)
+        .values("day_number")
         .annotate(
             estimated=Sum("estimated_cost_micros"),
             billed=Sum("billed_cost_micros"),
             committed=Sum(Coalesce("billed_cost_micros", "estimated_cost_micros")),
         )
-        .order_by("day")
+        .order_by("day_number")
     )
-    by_day = {row["day"]: row for row in rows}
+    by_day = {since + timedelta(days=row["day_number"]): row for row in rows}
     days = []
     for offset in range(DAYS):
         day = first + timedelta(days=offset)
@@ -162,25 +147,20 @@ def _lay_out(chart: SpendChart, month_start: date, *, before_window: int) -> Non
     # Bars: both series on one scale, so a bill above its estimate shows as a taller bar.
     top = nice_ceiling(max([d.estimated for d in chart.days] + [d.billed for d in chart.days]))
     bottom = DAILY_TOP + DAILY_HEIGHT
+    estimated, billed = [], []
     for index, day in enumerate(chart.days):
-        estimated = DAILY_HEIGHT * day.estimated / top
-        billed = DAILY_HEIGHT * day.billed / top
-        chart.bars.append(
-            Bar(
-                day=day,
-                x=LEFT + index * SLOT,
-                estimated_y=bottom - estimated,
-                estimated_height=estimated,
-                billed_y=bottom - billed,
-                billed_height=billed,
-            )
-        )
+        # Side by side in the day's slot, a little gap around each.
+        x = LEFT + index * SLOT
+        estimated.append(_bar(x + SLOT * 0.06, bottom, DAILY_HEIGHT * day.estimated / top))
+        billed.append(_bar(x + SLOT * 0.52, bottom, DAILY_HEIGHT * day.billed / top))
+    chart.estimated_path = "".join(estimated)
+    chart.billed_path = "".join(billed)
     chart.daily_ticks = [
         Tick(y=bottom - DAILY_HEIGHT * share, label=usd(round(top * share), places=2))
         for share in (0, 0.5, 1)
     ]
     for index, day in enumerate(chart.days):
-        if index % 7 == 0 or index == DAYS - 1:
+        if (DAYS - 1 - index) % 7 == 0:  # today, and a week apart back from it
             chart.date_labels.append((LEFT + (index + 0.5) * SLOT, day_label(day.day)))
 
     # The month so far: a running total from the 1st, against the budget (both monthly).
@@ -210,7 +190,18 @@ def _lay_out(chart: SpendChart, month_start: date, *, before_window: int) -> Non
 
 
 def _point(x: float, y: float) -> str:
-    return f"{x:.1f},{y:.1f}"
+    return f"{_num(x)},{_num(y)}"
+
+
+def _bar(x: float, bottom: float, height: float) -> str:
+    """A bar standing on `bottom`, as path commands ('' for none)."""
+    if height <= 0:
+        return ""
+    return f"M{_num(x)} {_num(bottom)}v-{_num(height)}h{_num(SLOT * 0.42)}v{_num(height)}z"
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
 
 
 def day_label(day: date) -> str:

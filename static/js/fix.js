@@ -86,6 +86,14 @@
     return document.getElementById("fix-dialog");
   }
 
+  // Opening the fix and polling its progress are not uploads: keep their requests from
+  // the form's upload bar (app.js listens for every htmx request's progress).
+  document.addEventListener("htmx:xhr:progress", (event) => {
+    if (event.target.closest && event.target.closest("#fix-dialog, [data-fix-open]")) {
+      event.stopPropagation();
+    }
+  }, true);
+
   document.addEventListener("htmx:afterSwap", (event) => {
     wireTrim(document);
     const box = dialog();

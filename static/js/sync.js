@@ -31,7 +31,10 @@
       seekAll(videos, leader(videos).currentTime);
       videos.forEach((v) => v.play().catch(() => {}));
     } else {
+      // Paused together on one frame: players drift a little while playing.
+      const lead = leader(videos);
       videos.forEach((v) => v.pause());
+      seekAll(videos, lead.currentTime);
     }
   }
 

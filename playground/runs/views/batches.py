@@ -17,9 +17,10 @@ from playground.runs.models import Batch
 def batch_detail(request: AuthenticatedRequest, code: str) -> HttpResponse:
     batch = get_object_or_404(Batch, code=code, user=request.user)
     runs = list(batch.runs.visible().select_related("reference").order_by("pk"))
-    context = {"batch": batch, "runs": runs, "totals": batch.totals(runs)}
+    totals = batch.totals(runs)
+    context = {"batch": batch, "runs": runs, "totals": totals}
     if request.htmx and request.htmx.target == "batch-totals":
         response = render(request, "runs/batch.html#batch-totals", context)
         # Once every run is final the totals can't change: stop asking.
-        return response if context["totals"].active else HttpResponseStopPolling(response.content)
+        return response if totals.active else HttpResponseStopPolling(response.content)
     return render(request, "runs/batch.html", context)

@@ -16,7 +16,6 @@ from django.views.decorators.vary import vary_on_headers
 
 from playground.lib.requests import AuthenticatedRequest
 from playground.runs.history import PER_PAGE, HistoryFilter, safe_next
-from playground.runs.limits import budget_left_micros
 from playground.runs.models import Run
 from playground.runs.spend import spend_chart
 from playground.runs.views.access import is_uuid
@@ -36,24 +35,28 @@ def history(request: AuthenticatedRequest) -> HttpResponse:
     context = {
         "filters": filters,
         "page": Paginator(found, PER_PAGE).get_page(request.GET.get("page")),
+        "here": request.get_full_path(),  # where the rows' forms come back to without JS
     }
     # The filter form and the page links swap only the results; a history restore (the
     # back button with htmx's cache missed) needs the whole page.
     if request.htmx.target == RESULTS_TARGET and not request.htmx.history_restore_request:
         return render(request, "runs/history.html#results", {**context, "oob": True})
+    chart = spend_chart(request.user)
+    totals = runs.totals()
     return render(
         request,
         "runs/history.html",
         {
             **context,
+            "chart": chart,
             # Totals count every run, deleted ones too: every cent stays accounted for.
             # Real money and the simulator's make-believe are never added together.
-            "billed_micros": runs.filter(simulated=False).billed_micros(),
-            "simulated_micros": runs.filter(simulated=True).billed_micros(),
-            "month_committed_micros": runs.counted_here().this_month().committed_micros(),
-            "budget_left": budget_left_micros(request.user),
-            "in_flight": runs.in_flight().count(),
-            "chart": spend_chart(request.user),
+            "billed_micros": totals["billed"],
+            "simulated_micros": totals["simulated"],
+            "in_flight": totals["in_flight"],
+            # The chart has read this month's runs already: what budgets count (runs.limits).
+            "month_committed_micros": chart.month_micros,
+            "budget_left": chart.budget_left_micros,
         },
     )
 

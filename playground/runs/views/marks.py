@@ -8,7 +8,8 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from playground.lib.requests import AuthenticatedRequest
@@ -29,17 +30,28 @@ def run_star(request: AuthenticatedRequest, code: str) -> HttpResponse:
     return redirect(back)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @vary_on_headers("HX-Request")
 def run_note(request: AuthenticatedRequest, code: str) -> HttpResponse:
+    """GET: the note's form, to edit it in place of a list's note (htmx; without JS the
+    list links to the run's page, which has the form). POST: save it."""
     run = get_run(request, code)
+    if request.method == "GET":
+        if not request.htmx:
+            return redirect(f"{run.get_absolute_url()}#marks")
+        back = safe_next(request, request.htmx.current_url, reverse("history"))
+        return render(request, f"{MARKS}#note-form", {"run": run, "next": back, "in_list": True})
     form = NoteForm(request.POST)
     if form.is_valid():
         run.set_note(form.cleaned_data["note"])
     back = safe_next(request, request.POST.get("next"), run.get_absolute_url())
     if request.htmx:
-        # A note too long comes back with its text and the reason, at the field.
-        return render(request, f"{MARKS}#note", {"run": run, "next": back, "note_form": form})
+        in_list = bool(request.POST.get("in_list"))
+        if form.is_valid() and in_list:  # back to the note as text in its row
+            return render(request, f"{MARKS}#note", {"run": run})
+        # Saved, or too long: the form again, with what was typed and why at the field.
+        context = {"run": run, "next": back, "note_form": form, "in_list": in_list}
+        return render(request, f"{MARKS}#note-form", context)
     if form.is_valid():
         messages.info(request, "Note saved." if run.note else "Note removed.")
     else:
