@@ -32,7 +32,7 @@ test: $(STAMP) chromium
 	$(BIN)/ruff format --check playground tests bench
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # The fast suite: no browser, no extra processes.
 test-fast: $(STAMP)

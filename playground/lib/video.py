@@ -225,18 +225,16 @@ def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None)
 
 
 def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -> None:
+    """A JPEG of the frame, scaled within `max_side`. Written by Pillow: FFmpeg's mjpeg
+    encoder, driven through PyAV, ignores any quality setting and wrote ~110 KB posters of
+    photo-like frames; at quality 72 they are a fifth of that and look the same under a
+    player (the run page's 100 KB budget, bench/page_weight.py)."""
     width, height = fit_within(frame.width, frame.height, max_side)
-    codec = av.CodecContext.create("mjpeg", "w")
-    codec.width, codec.height = width, height
-    codec.pix_fmt = "yuvj420p"
-    codec.time_base = Fraction(1, 25)
-    # q 6, not 3: a poster is shown under a player that replaces it, and at 3 a photo-like
-    # 640 px poster weighed ~43 KB, putting the run page over its 100 KB budget
-    # (bench/page_weight.py); at 6 it is about half that and looks the same at that size.
-    codec.options = {"q:v": "6"}
-    picture = frame.reformat(width=width, height=height, format="yuvj420p")
-    packets = codec.encode(picture) + codec.encode(None)
-    Path(dest).write_bytes(b"".join(bytes(p) for p in packets))
+    image = frame.reformat(width=width, height=height, format="rgb24").to_image()
+    image.save(dest, "JPEG", quality=POSTER_QUALITY, optimize=True)
+
+
+POSTER_QUALITY = 72
 
 
 # --- Encoding: the H.264/AAC set-up shared by previews and the simulator's renders ---------
