@@ -31,6 +31,9 @@ REFERENCE_MAX_BYTES = 200 * 1024 * 1024
 REFERENCE_MIN_SIDE, REFERENCE_MAX_SIDE = 720, 2160
 REFERENCE_MIN_SECONDS, REFERENCE_MAX_SECONDS = 3.0, 10.05
 REFERENCE_MIN_FPS, REFERENCE_MAX_FPS = 24.0, 60.0
+# Not the model's: how long a clip this instance keeps for "Fix it" (a segment is cut from
+# it). Longer ones are refused at upload, so nobody can park hours of video to transcode.
+FIXABLE_MAX_SECONDS = 120.0
 
 # Reference images (`image_urls`), cited in the prompt as @Image1 … @Image4.
 IMAGE_MAX_COUNT = 4

@@ -139,10 +139,29 @@ def test_it_stops_polling_the_totals_once_every_run_is_final(owner_client, owner
     headers = {"HX-Request": "true", "HX-Target": "batch-totals"}
     assert owner_client.get(batch.get_absolute_url(), headers=headers).status_code == 200
     Run.objects.filter(pk=run.pk).update(status="completed", billed_cost_micros=504_000)
+    run.refresh_from_db()
+    run.result = make_run(owner, clip, reference=reference).result  # a result on disk
+    run.save(update_fields=["result"])
     final = owner_client.get(batch.get_absolute_url(), headers=headers)
     assert final.status_code == 286 and b"1 of 1 done" in final.content
+    # The share panel comes along, now offering a link for the finished batch.
+    assert b'id="share-links" class="share-links" hx-swap-oob="true"' in final.content
+    assert b"Create share link" in final.content
 
 
 def test_it_hides_a_batch_from_other_users(stranger_client, owner):
     batch = Batch.objects.create(user=owner, idempotency_key=uuid.uuid4())
     assert stranger_client.get(batch.get_absolute_url()).status_code == 404
+
+
+def test_it_refuses_a_huge_variants_box_without_planning_it(owner_client, reference):
+    """A hostile form asking for millions of runs is counted, not built."""
+    lines = "\n".join(f"v{n}" for n in range(5_000))
+    response, _ = post(
+        owner_client, reference, variants=lines, more_durations=["4", "5", "6"], repeat="5"
+    )
+    assert response.status_code == 200
+    assert "That is 5000 variants; one press of Generate makes at most 20" in (
+        response.content.decode()
+    )
+    assert not Run.objects.exists()

@@ -53,7 +53,16 @@ def test_it_asks_for_two_to_four_runs(owner_client, owner, clip, count):
     runs = [make_run(owner, clip) for _ in range(count)]
     response = owner_client.get(compare_url(*runs))
     assert response.status_code == 400
-    assert f"Pick 2 to 4 finished runs to compare (you picked {count})" in response.content.decode()
+    picked = count if count <= 4 else "more"
+    assert f"Pick 2 to 4 finished runs to compare (you picked {picked})" in (
+        response.content.decode()
+    )
+
+
+def test_it_takes_a_run_code_in_any_spelling(owner_client, two_runs):
+    first, second = two_runs
+    url = reverse("compare") + f"?run={str(first.code).upper()}&run={second.code.hex}"
+    assert owner_client.get(url).status_code == 200
 
 
 def test_it_never_compares_another_users_run(owner_client, stranger, two_runs, clip):

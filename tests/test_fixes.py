@@ -370,3 +370,32 @@ def test_it_answers_404_for_another_users_reference_or_fix(stranger_client, owne
     assert stranger_client.post(fix_url, {"start": "0", "end": "10"}).status_code == 404
     assert stranger_client.get(reverse("fix_progress", args=[fix.code])).status_code == 404
     assert ReferenceFix.objects.count() == 1
+
+
+def test_it_holds_one_user_to_two_conversions_at_a_time(owner):
+    """One previews worker serves everybody; a burst of fixes must not take it all."""
+    problem = "The file is Matroska/WebM (.mkv/.webm); the model takes MP4 or MOV only."
+    sources = [
+        make_reference(owner, problems=problem, format_name="matroska,webm")
+        for _ in range(fixes.MAX_UNFINISHED_FIXES + 1)
+    ]
+    for source in sources[:-1]:
+        fixes.start_fix(source, None, None)  # queued (the task runs after the commit)
+    with pytest.raises(fixes.FixRefused, match="conversions under way"):
+        fixes.start_fix(sources[-1], None, None)
+
+
+@pytest.mark.parametrize(
+    ("changes", "fixable"),
+    [
+        ({"duration": 14.0}, True),
+        ({"duration": 120.0}, True),
+        ({"duration": 7200.0}, False),  # hours of video are not kept to be transcoded
+        ({"format_name": "matroska,webm"}, True),
+        ({"format_name": "avi"}, True),
+        ({"format_name": "flv"}, False),  # only the containers phones and recorders write
+    ],
+)
+def test_it_offers_fixes_only_for_what_a_phone_would_make(changes, fixable):
+    (problem,) = video.reference_problems(make_facts(**changes))
+    assert problem.fixable is fixable

@@ -367,3 +367,10 @@ def test_it_serves_a_references_thumbnail_to_its_owner_only(
     with Image.open(io.BytesIO(b"".join(response.streaming_content))) as image:
         assert image.width <= 240
     assert stranger_client.get(url).status_code == 404
+
+
+@pytest.mark.parametrize("param", ["until=9999-12-31", "since=0001-01-01"])
+def test_it_answers_a_date_at_the_calendars_edge_with_a_message(owner_client, param):
+    response = owner_client.get(reverse("history") + "?" + param)
+    assert response.status_code == 200
+    assert "Pick a date between year 1 and 9999." in response.content.decode()

@@ -12,10 +12,11 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
+from playground.runs import steps
 from playground.runs.models import Run
 from playground.runs.tracker import track_until_idle
 from playground.simulator import store
-from tests.builders import generate_data, make_reference, make_run, make_user
+from tests.builders import ScriptedProvider, generate_data, make_reference, make_run, make_user
 
 PRICE = 168_000
 
@@ -192,3 +193,21 @@ def test_it_refuses_a_run_while_the_users_files_are_over_their_quota(
     assert response.status_code == 200
     assert "of your 1 MB storage quota" in text_of(response)
     assert not Run.objects.exists()
+
+
+@pytest.mark.parametrize("kind", ["problems", "image"])
+def test_it_never_sends_a_reference_the_model_would_refuse(owner, kind):
+    """However such a run came to be, the submit step refuses it at $0 without a call."""
+    fields = (
+        {"problems": "It is 14 s long; the model takes 3–10 s."}
+        if kind == "problems"
+        else {"kind": "image"}
+    )
+    reference = make_reference(owner, **fields)
+    run = make_run(owner, status="pending", reference=reference)
+    provider = ScriptedProvider({})
+    steps.submit(run, provider.gateway())
+    run.refresh_from_db()
+    assert provider.calls == []
+    assert run.status == "failed" and run.billed_cost_micros == 0
+    assert "not a video the model takes" in run.error_message

@@ -337,3 +337,13 @@ def test_it_keeps_a_legacy_share_token_working_after_the_migration(client, owner
     link = ShareLink.objects.get(token="tok-legacy")
     assert (link.run_id, link.user_id, link.expires_at) == (run.pk, owner.pk, None)
     assert client.get(reverse("shared", args=["tok-legacy"])).status_code == 200
+
+
+def test_it_never_lets_a_shared_file_outlive_its_link_in_a_cache(client, owner, clip):
+    run = make_run(owner, clip)
+    link = ShareLink.create(owner, run=run, expires_in=None)
+    for name in ("shared_result", "shared_poster"):
+        response = client.get(reverse(name, args=[link.token]))
+        assert response.status_code == 200
+        assert response["Cache-Control"] == "private, no-cache"
+        assert "noindex" in response["X-Robots-Tag"]

@@ -16,6 +16,8 @@ from playground.lib.media import size_label
 MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
 # Browsers decode these in <video>; anything else gets an H.264 preview copy.
 BROWSER_CODECS = {"h264", "vp8", "vp9", "av1"}
+# Containers "Fix it" re-encodes to MP4: Matroska/WebM (screen recorders, Android), AVI.
+FIXABLE_FORMATS = {"matroska,webm", "avi"}
 
 
 class UnreadableVideo(ValueError):
@@ -152,7 +154,9 @@ def reference_problems(facts: VideoFacts) -> list[Problem]:
             Problem(
                 f"The file is {describe_format(facts.format_name)}; "
                 "the model takes MP4 or MOV only.",
-                fixable=True,
+                # Only the containers phones and screen recorders write: any other format
+                # FFmpeg can read would be kept and transcoded for whoever uploads it.
+                fixable=facts.format_name in FIXABLE_FORMATS,
             )
         )
     if facts.size > kling.REFERENCE_MAX_BYTES:
@@ -162,7 +166,8 @@ def reference_problems(facts: VideoFacts) -> list[Problem]:
         problems.append(
             Problem(
                 f"The video is {facts.duration:.2f} s long; it must be {low:g}–{high:g} s.",
-                fixable=facts.duration > high,  # a segment of it can be cut; nothing lengthens
+                # A segment of it can be cut (nothing lengthens), from a clip of a sane length.
+                fixable=high < facts.duration <= kling.FIXABLE_MAX_SECONDS,
             )
         )
     problems.extend(_side_problems(facts))

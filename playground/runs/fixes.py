@@ -70,6 +70,9 @@ def plan_for(reference: Reference) -> FixPlan:
     return FixPlan(needs_segment=needs_segment, target=target, steps=steps)
 
 
+MAX_UNFINISHED_FIXES = 2
+
+
 def start_fix(reference: Reference, start: float | None, end: float | None) -> ReferenceFix:
     """Queue the conversion of `reference` ([start, end) of it when it is too long).
 
@@ -81,7 +84,7 @@ def start_fix(reference: Reference, start: float | None, end: float | None) -> R
         start, end = _checked_segment(reference, start, end)
         share = (end - start) / reference.duration
     else:
-        start, end, share = 0.0, None, 1.0
+        start, end, share = 0.0, None, 1.0  # the whole clip (bounded in run_fix)
     existing = (
         ReferenceFix.objects.filter(source=reference, start=start, end=end)
         .exclude(status=FixStatus.FAILED)
@@ -89,6 +92,14 @@ def start_fix(reference: Reference, start: float | None, end: float | None) -> R
     )
     if existing is not None:
         return existing
+    unfinished = ReferenceFix.objects.filter(
+        user=reference.user, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
+    ).count()
+    if unfinished >= MAX_UNFINISHED_FIXES:
+        # One previews worker serves everybody: one user's burst must not hold it all.
+        raise FixRefused(
+            f"You already have {unfinished} conversions under way; wait for one to finish."
+        )
     # The copy's size is not known before it is made; the source's share is a fair guess
     # (run_fix checks the real size again).
     if problem := storage_use(reference.user).refusal(reference.name, int(reference.size * share)):
@@ -173,7 +184,9 @@ def _convert(
         media_path(source.file.name),
         part,
         start=fix.start,
-        end=fix.end,
+        # The whole clip ends where its probed length says: a file holding more frames
+        # than its header promised is not converted past it.
+        end=fix.end if fix.end is not None else fix.source.duration + SLACK,
         progress=_Progress(fix),
     )
     part.replace(target)

@@ -115,6 +115,8 @@ class GenerateForm(forms.Form):
     variants = forms.CharField(
         label="Variants",
         required=False,
+        # Room for the most variants a press makes, each at the longest prompt.
+        max_length=batches.MAX_BATCH_RUNS * (kling.PROMPT_MAX_CHARS + 1),
         widget=forms.Textarea(
             attrs={
                 "rows": 3,
@@ -176,6 +178,11 @@ class GenerateForm(forms.Form):
     def clean_variants(self) -> list[str]:
         # An empty box (or one of blank lines) adds no runs: never a run without a prompt.
         prompts = batches.variant_prompts(self.cleaned_data.get("variants", ""))
+        if len(prompts) >= batches.MAX_BATCH_RUNS:
+            raise forms.ValidationError(
+                f"That is {len(prompts)} variants; one press of Generate makes at most "
+                f"{batches.MAX_BATCH_RUNS} runs, the prompt above included."
+            )
         for number, prompt in enumerate(prompts, start=1):
             if len(prompt) > kling.PROMPT_MAX_CHARS:
                 raise forms.ValidationError(
@@ -197,6 +204,14 @@ class GenerateForm(forms.Form):
         prompts = [data["prompt"], *data.get("variants", [])] if data.get("prompt") else []
         durations = sorted({data["duration"], *data.get("more_durations", [])})
         return batches.plan(prompts, durations, data.get("repeat") or 1)
+
+    def _run_count(self) -> int:
+        """How many runs the form asks for, counted without making them (a hostile form
+        could ask for millions)."""
+        data = self.cleaned_data
+        prompts = 1 + len(data.get("variants", []))
+        durations = len({data["duration"], *data.get("more_durations", [])})
+        return prompts * durations * (data.get("repeat") or 1)
 
     def _clean_images(self) -> None:
         """@Image1 … in order: the library picks as chosen, then the uploads as uploaded.
@@ -267,17 +282,17 @@ class GenerateForm(forms.Form):
             self.add_error("reference_video", "Choose a reference video to guide the shot.")
         self._clean_images()
         if data.get("duration") and data.get("prompt"):
-            self.planned = self._plan()
-            if len(self.planned) > batches.MAX_BATCH_RUNS:
+            if (count := self._run_count()) > batches.MAX_BATCH_RUNS:
                 self.add_error(
                     "variants",
-                    f"That makes {len(self.planned)} runs; one press of Generate makes at "
+                    f"That makes {count} runs; one press of Generate makes at "
                     f"most {batches.MAX_BATCH_RUNS}. Drop some variants, durations or repeats.",
                 )
-            elif problem := refusal(
-                self.user, batches.estimated_micros(self.planned), runs=len(self.planned)
-            ):
-                self.add_error(None, problem)
+            else:
+                self.planned = self._plan()
+                cost = batches.estimated_micros(self.planned)
+                if problem := refusal(self.user, cost, runs=len(self.planned)):
+                    self.add_error(None, problem)
         # Checked after the plan (an error drops the prompt from cleaned_data).
         for field in ("prompt", "variants"):
             texts = data.get(field) or []

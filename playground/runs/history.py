@@ -50,6 +50,11 @@ class HistoryFilter(forms.Form):
     def clean(self) -> dict:
         data = super().clean() or {}
         since, until = data.get("since"), data.get("until")
+        for name, day in (("since", since), ("until", until)):
+            if day is not None and not (date.min < day < date.max):
+                # The last day has no "next day" to bound it (and the first no day before).
+                self.add_error(name, "Pick a date between year 1 and 9999.")
+                since, until = data.get("since"), data.get("until")
         if since and until and since > until:
             self.add_error("until", "The end date is before the start date.")
         return data

@@ -45,7 +45,9 @@ def make_preview(reference_pk: int) -> str:
     target = source.with_name("preview.mp4")
     part = source.with_name("preview.part.mp4")
     width, height = video.fit_within(reference.width, reference.height, PREVIEW_MAX_SIDE)
-    transcode(source, part, width=width, height=height)
+    # Bounded by the length the header gave (checked at upload): a file holding more than
+    # it says never makes the previews worker transcode hours of it.
+    transcode(source, part, width=width, height=height, end=reference.duration + 1)
     part.replace(target)
     Reference.objects.filter(pk=reference.pk).update(preview=str(target.relative_to(media_path())))
     return f"preview made for {reference.code}"

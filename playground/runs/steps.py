@@ -84,6 +84,10 @@ def submit(run: Run, gateway: JobsAPI) -> None:
     if run.cancel_requested and run.status == Status.PENDING:
         run.finish(Status.CANCELLED)  # nothing was ever sent
         return
+    if run.status == Status.PENDING and (problem := _unsendable(run)):
+        # The form never makes such a run; this is the last line before money is spent.
+        run.finish(Status.FAILED, error_code="invalid_input", error_message=problem)
+        return
     # A SUBMITTING run here is one whose worker died mid-call; resubmitting with the same
     # idempotency key returns the job the first call made. A SUBMITTING run that was
     # cancelled is still submitted: only the job's id lets us cancel it.
@@ -103,6 +107,18 @@ def submit(run: Run, gateway: JobsAPI) -> None:
         image_urls=[signed_reference_url(image) for image in run.image_references],
     )
     run.record_submitted(job, webhook=bool(url))
+
+
+def _unsendable(run: Run) -> str:
+    """Why the run's inputs must not go to the provider as they are, or ''."""
+    reference = run.reference
+    if reference is not None and (reference.is_image or reference.problems):
+        return (
+            f"“{reference.name}” is not a video the model takes: {reference.problems or 'an image'}"
+        )
+    if any(not image.is_image for image in run.image_references):
+        return "A reference cited as an image is not an image."
+    return ""
 
 
 def deadline_passed(run: Run, *, grace_minutes: int = 0) -> bool:

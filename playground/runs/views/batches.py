@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseStopPolling
@@ -21,6 +22,14 @@ def batch_detail(request: AuthenticatedRequest, code: str) -> HttpResponse:
     context = {"batch": batch, "runs": runs, "totals": totals}
     if request.htmx and request.htmx.target == "batch-totals":
         response = render(request, "runs/batch.html#batch-totals", context)
-        # Once every run is final the totals can't change: stop asking.
-        return response if totals.active else HttpResponseStopPolling(response.content)
+        if totals.active:
+            return response
+        # Every run is final: the totals can't change, so stop asking; and the share panel,
+        # rendered while nothing had finished, now offers a link (out of band).
+        share = render_to_string(
+            "runs/share_links.html",
+            {"batch": batch, "run": None, "oob": True},
+            request=request,
+        )
+        return HttpResponseStopPolling(response.content + share.encode())
     return render(request, "runs/batch.html", context)

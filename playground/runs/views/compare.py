@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -14,19 +16,18 @@ from playground.runs.views.access import is_uuid
 
 @require_GET
 def compare(request: AuthenticatedRequest) -> HttpResponse:
-    codes = list(dict.fromkeys(request.GET.getlist("run")))  # in order, once each
-    if not MIN_COMPARED <= len(codes) <= MAX_COMPARED:
-        return render(
-            request,
-            "runs/compare.html",
-            {
-                "problem": f"Pick {MIN_COMPARED} to {MAX_COMPARED} finished runs to compare "
-                f"(you picked {len(codes)})."
-            },
-            status=400,
-        )
-    if not all(is_uuid(code) for code in codes):
+    picked = request.GET.getlist("run")[: MAX_COMPARED + 1]  # no need to read more
+    if not all(is_uuid(code) for code in picked):
         raise Http404
+    # Canonical and once each, in the order picked (an upper-case or hyphen-less code is
+    # the same run).
+    codes = list(dict.fromkeys(str(uuid.UUID(code)) for code in picked))
+    if not MIN_COMPARED <= len(codes) <= MAX_COMPARED:
+        return _cannot(
+            request,
+            f"Pick {MIN_COMPARED} to {MAX_COMPARED} finished runs to compare "
+            f"(you picked {len(codes) if len(codes) <= MAX_COMPARED else 'more'}).",
+        )
     found = {
         str(run.code): run
         for run in Run.objects.for_user(request.user)

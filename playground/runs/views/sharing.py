@@ -228,7 +228,7 @@ def shared_result(
     request: HtmxRequest, token: str, run_code: uuid.UUID | None = None
 ) -> HttpResponseBase:
     run = _file_run(token, run_code)
-    return serve(request, run.result.name, content_type="video/mp4")
+    return _shared_file(serve(request, run.result.name, content_type="video/mp4"))
 
 
 @login_not_required
@@ -237,4 +237,12 @@ def shared_poster(
     request: HtmxRequest, token: str, run_code: uuid.UUID | None = None
 ) -> HttpResponseBase:
     run = _file_run(token, run_code)
-    return serve(request, run.poster.name, content_type="image/jpeg")
+    return _shared_file(serve(request, run.poster.name, content_type="image/jpeg"))
+
+
+def _shared_file(response: HttpResponseBase) -> HttpResponseBase:
+    """A shared file is revalidated on every use (an ETag or Last-Modified makes that a
+    cheap 304), so a revoked or expired link stops playing at once, not an hour later."""
+    response["Cache-Control"] = "private, no-cache"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
