@@ -60,6 +60,8 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "small.png": lambda d: _image(d / "small.png", 200, 640),
     "tall.png": lambda d: _image(d / "tall.png", 300, 1200),
     "anim.gif": lambda d: _image(d / "anim.gif", 400, 400),
+    # A few KB on disk, 31 megapixels decoded: refused before anything decodes it whole.
+    "vast.png": lambda d: _image(d / "vast.png", 6400, 4800),
 }
 
 
@@ -108,6 +110,7 @@ REJECTIONS = [
     ("small.png", ["“small.png” is 200×640 px; each side must be at least 300 px."]),
     ("tall.png", ["“tall.png” is 300×1200 px, an aspect ratio of 1:4", "1:2.5 and 2.5:1"]),
     ("anim.gif", ["“anim.gif” is a GIF image; the model takes JPEG or PNG only."]),
+    ("vast.png", ["“vast.png” is 6400×4800 px (31 megapixels); images over 24 megapixels"]),
 ]
 
 

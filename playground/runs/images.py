@@ -23,9 +23,11 @@ from playground.runs.models import Reference, ReferenceKind
 from playground.runs.references import ReferenceRejected, storage_use
 
 THUMBNAIL_SIDE = 160
-# Past this many pixels, decoding a file to check it could take gigabytes of memory (a
-# 10 MB PNG of one colour can claim 40,000×40,000): Pillow's own "decompression bomb" line.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# Not the model's limit but this instance's: a 10 MB PNG of one colour can claim
+# 9,400×9,400 (88 MP, just under Pillow's own "decompression bomb" line), and decoding it
+# takes about 350 MB, once per copy, in the web process and again in each render. 24 MP
+# (6000×4000, more than most phone photos) keeps a decode near 100 MB.
+MAX_PIXELS = 24_000_000
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png"}
 
 
@@ -157,8 +159,9 @@ def _save_thumbnail(source: Path, dest: Path, name: str) -> None:
     try:
         with Image.open(source) as image:
             image.draft("RGB", (THUMBNAIL_SIDE * 2, THUMBNAIL_SIDE * 2))  # JPEG: decode small
+            # Shrunk first, turned the right way up after: no full-size copy is made.
+            image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
             thumb = ImageOps.exif_transpose(image).convert("RGB")
-            thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
             thumb.save(dest, "JPEG", quality=82)
     except (OSError, SyntaxError, ValueError) as exc:
         raise _unreadable(name, "the file is damaged or cut short") from exc

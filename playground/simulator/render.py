@@ -166,6 +166,10 @@ class _Inset:
                         "JPEG or PNG only."
                     )
                 image.draft("RGB", (box_w, box_h))  # a JPEG decodes at a fraction of its size
+                # Shrunk before it is turned or converted, so no full-size copy is made
+                # (twice the box, either way up: the resize below does the rest).
+                side = 2 * max(box_w, box_h)
+                image.thumbnail((side, side))
                 rgb = ImageOps.exif_transpose(image).convert("RGB")
         except (OSError, SyntaxError, ValueError) as exc:
             if isinstance(exc, UnreadableImage):
