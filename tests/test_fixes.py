@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
 
@@ -399,3 +400,16 @@ def test_it_holds_one_user_to_two_conversions_at_a_time(owner):
 def test_it_offers_fixes_only_for_what_a_phone_would_make(changes, fixable):
     (problem,) = video.reference_problems(make_facts(**changes))
     assert problem.fixable is fixable
+
+
+def test_it_gives_up_a_fix_that_outlived_its_worker(owner):
+    problem = "The file is Matroska/WebM (.mkv/.webm); the model takes MP4 or MOV only."
+    source = make_reference(owner, problems=problem, format_name="matroska,webm")
+    stuck = fixes.start_fix(source, None, None)
+    ReferenceFix.objects.filter(pk=stuck.pk).update(
+        status=FixStatus.RUNNING, created_at=stuck.created_at - timedelta(minutes=16)
+    )
+    again = fixes.start_fix(source, None, None)
+    stuck.refresh_from_db()
+    assert stuck.status == FixStatus.FAILED and "stopped before it finished" in stuck.error_message
+    assert again.pk != stuck.pk and again.status == FixStatus.QUEUED

@@ -85,6 +85,7 @@ def start_fix(reference: Reference, start: float | None, end: float | None) -> R
         share = (end - start) / reference.duration
     else:
         start, end, share = 0.0, None, 1.0  # the whole clip (bounded in run_fix)
+    ReferenceFix.give_up_stale(reference.user)
     existing = (
         ReferenceFix.objects.filter(source=reference, start=start, end=end)
         .exclude(status=FixStatus.FAILED)

@@ -893,6 +893,22 @@ class ReferenceFix(models.Model):
         self.finished_at = now
         return True
 
+    @classmethod
+    def give_up_stale(cls, user: User) -> int:
+        """End the user's fixes that have outlived any worker (killed at the cluster's
+        timeout, their `fail` never ran): they stop counting as under way, their page stops
+        polling, and the same segment can be asked for again."""
+        return cls.objects.filter(
+            user=user,
+            status__in=[FixStatus.QUEUED, FixStatus.RUNNING],
+            created_at__lt=timezone.now() - FIX_STALE_AFTER,
+        ).update(
+            status=FixStatus.FAILED,
+            error_message="The conversion stopped before it finished (it took too long, or "
+            "its worker was stopped). Try again, perhaps with a shorter segment.",
+            finished_at=timezone.now(),
+        )
+
     def fail(self, message: str) -> None:
         ReferenceFix.objects.filter(
             pk=self.pk, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
