@@ -134,7 +134,7 @@ def test_it_answers_404_for_an_expired_share_token(client, owner, clip):
 def test_it_answers_404_for_the_files_of_an_expired_batch_link(client, owner, clip):
     batch, [run] = make_batch(owner, clip, "completed")
     link = ShareLink.create(owner, batch=batch)
-    url = reverse("shared_batch_result", args=[link.token, run.code])
+    url = reverse("shared_batch_result", args=[link.token, link.variant_key(run)])
     assert client.get(url).status_code == 200
     ShareLink.objects.filter(pk=link.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
 
@@ -257,19 +257,23 @@ def test_it_shares_a_batch_with_every_completed_variant(owner_client, client, ow
     assert first.prompt in page and second.prompt in page and failed.prompt not in page
     assert page.index(first.prompt) < page.index(second.prompt)  # in the order made
     for run in (first, second):
-        result = client.get(reverse("shared_batch_result", args=[link.token, run.code]))
+        result = client.get(
+            reverse("shared_batch_result", args=[link.token, link.variant_key(run)])
+        )
         assert result.status_code == 200
         assert b"".join(result.streaming_content) == clip[0].read_bytes()
-        poster = client.get(reverse("shared_batch_poster", args=[link.token, run.code]))
+        poster = client.get(
+            reverse("shared_batch_poster", args=[link.token, link.variant_key(run)])
+        )
         assert poster.status_code == 200
     # Only the batch's finished runs, and only by the batch's files' addresses.
     for run in (failed, elsewhere):
-        url = reverse("shared_batch_result", args=[link.token, run.code])
+        url = reverse("shared_batch_result", args=[link.token, link.variant_key(run)])
         assert client.get(url).status_code == 404, run.status
     assert client.get(reverse("shared_result", args=[link.token])).status_code == 404
     # And a run link opens no batch files.
     run_link = ShareLink.create(owner, run=first)
-    url = reverse("shared_batch_result", args=[run_link.token, first.code])
+    url = reverse("shared_batch_result", args=[run_link.token, run_link.variant_key(first)])
     assert client.get(url).status_code == 404
 
 

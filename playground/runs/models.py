@@ -20,6 +20,7 @@ from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from playground import kling
 from playground.gateway import Job
@@ -766,6 +767,11 @@ class ShareLink(models.Model):
 
     def __str__(self) -> str:
         return self.token
+
+    def variant_key(self, run: Run) -> str:
+        """How a batch link names one of its runs in its files' URLs: derived from the
+        link's token and the run, so the public page never shows a run's private code."""
+        return salted_hmac("share-variant", f"{self.token}:{run.code}").hexdigest()[:20]
 
     @classmethod
     def create(

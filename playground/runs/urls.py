@@ -44,12 +44,12 @@ urlpatterns = [
     path("s/<str:token>/poster.jpg", sharing.shared_poster, name="shared_poster"),
     path("s/<str:token>/embed", sharing.shared_embed, name="shared_embed"),
     path(
-        "s/<str:token>/<uuid:run_code>/result.mp4",
+        "s/<str:token>/<str:variant>/result.mp4",
         sharing.shared_result,
         name="shared_batch_result",
     ),
     path(
-        "s/<str:token>/<uuid:run_code>/poster.jpg",
+        "s/<str:token>/<str:variant>/poster.jpg",
         sharing.shared_poster,
         name="shared_batch_poster",
     ),

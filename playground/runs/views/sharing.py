@@ -8,7 +8,6 @@ for the page and for every file behind it.
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +17,7 @@ from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_exempt
@@ -132,17 +132,20 @@ def _shared_runs(link: ShareLink) -> list[Run]:
     return runs
 
 
-def _file_run(token: str, run_code: uuid.UUID | None) -> Run:
-    """The run whose file a shared page asks for: a run link's own run, or (by its code)
-    one of a batch link's completed variants."""
+def _file_run(token: str, variant: str | None) -> Run:
+    """The run whose file a shared page asks for: a run link's own run, or (by its
+    variant key) one of a batch link's completed variants."""
     link = _live_link(token)
-    if run_code is None:
+    if variant is None:
         if link.run_id is None:
             raise Http404
         return get_object_or_404(link.shared_runs())
     if link.batch_id is None:
         raise Http404
-    return get_object_or_404(link.shared_runs(), code=run_code)
+    for run in link.shared_runs():  # a batch has at most MAX_BATCH_RUNS
+        if constant_time_compare(link.variant_key(run), variant):
+            return run
+    raise Http404
 
 
 def _absolute(name: str, *args: object) -> str:
@@ -154,8 +157,8 @@ def file_urls(link: ShareLink, run: Run) -> dict[str, str]:
     """Site-relative URLs of a shared run's video and poster under this link."""
     if link.batch_id is not None:
         return {
-            "video": reverse("shared_batch_result", args=[link.token, run.code]),
-            "poster": reverse("shared_batch_poster", args=[link.token, run.code]),
+            "video": reverse("shared_batch_result", args=[link.token, link.variant_key(run)]),
+            "poster": reverse("shared_batch_poster", args=[link.token, link.variant_key(run)]),
         }
     return {
         "video": reverse("shared_result", args=[link.token]),
@@ -224,19 +227,15 @@ def shared_embed(request: HtmxRequest, token: str) -> HttpResponse:
 
 @login_not_required
 @require_safe
-def shared_result(
-    request: HtmxRequest, token: str, run_code: uuid.UUID | None = None
-) -> HttpResponseBase:
-    run = _file_run(token, run_code)
+def shared_result(request: HtmxRequest, token: str, variant: str | None = None) -> HttpResponseBase:
+    run = _file_run(token, variant)
     return _shared_file(serve(request, run.result.name, content_type="video/mp4"))
 
 
 @login_not_required
 @require_safe
-def shared_poster(
-    request: HtmxRequest, token: str, run_code: uuid.UUID | None = None
-) -> HttpResponseBase:
-    run = _file_run(token, run_code)
+def shared_poster(request: HtmxRequest, token: str, variant: str | None = None) -> HttpResponseBase:
+    run = _file_run(token, variant)
     return _shared_file(serve(request, run.poster.name, content_type="image/jpeg"))
 
 
