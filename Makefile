@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast lint format bench chromium clean
+.PHONY: run test test-fast test-postgres lint format bench chromium postgresql clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,26 @@ chromium:
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; \
 	fi
 
-test: $(STAMP) chromium
+# The suite runs again on a real PostgreSQL (tests/postgres.py starts a throwaway server);
+# install Debian's package when missing.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql; \
+	fi
+
+test: $(STAMP) chromium postgresql
 	$(BIN)/ruff check playground tests bench
 	$(BIN)/ruff format --check playground tests bench
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
 	$(BIN)/python -m pytest -n 2
+	$(BIN)/python tests/postgres.py -n 2 -m "not browser and not stack"
+
+# The same suite on PostgreSQL alone (without the browser and the real-process tests,
+# which read the stack's SQLite file).
+test-postgres: $(STAMP) postgresql
+	$(BIN)/python tests/postgres.py -n 2 -m "not browser and not stack"
 
 # The fast suite: no browser, no extra processes.
 test-fast: $(STAMP)

@@ -11,7 +11,10 @@ from playground.settings import DATABASES, Q_CLUSTER, VAR_DIR
 
 # A file database (not shared-cache memory) so tracker threads and the live server
 # thread can write at the same time, as they do in production.
-DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+else:  # tests/postgres.py: the test database is made and dropped per run
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SIMULATOR_QUEUED_SECONDS = 0.2

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
 from django.urls import reverse
 
 from playground.runs import steps
@@ -231,3 +232,9 @@ def test_it_hands_the_provider_https_reference_urls_behind_tls(https, settings, 
     url = signed_reference_url(make_reference(owner, clip))
     assert url.startswith("https://play.example.com/r/")
     assert steps.webhook_url() == "https://play.example.com/webhooks/aigateway"
+
+
+def test_it_runs_on_the_database_it_was_given(db):
+    """`tests/postgres.py` runs this suite on PostgreSQL through DATABASE_URL alone."""
+    wanted = "postgresql" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "sqlite"
+    assert connection.vendor == wanted
