@@ -27,12 +27,12 @@ chromium:
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; \
 	fi
 
-# The suite runs again on a real PostgreSQL (tests/postgres.py starts a throwaway server);
-# install Debian's package when missing.
+# The suite runs again on a real PostgreSQL (tests/postgres.py starts a throwaway server),
+# and tests/test_redis.py starts a real Redis: install Debian's packages when missing.
 postgresql:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -x /usr/bin/redis-server ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q postgresql redis-server; \
 	fi
 
 test: $(STAMP) chromium postgresql

@@ -287,6 +287,18 @@ Q_CLUSTER = {
     },
 }
 
+# REDIS_URL moves django-q2's queue to Redis and gives Django a Redis cache. The ORM broker
+# (the default) acknowledges a task only once it is done, so a task whose worker died is
+# delivered again after `retry`; Redis hands a task out once, so one lost with its worker
+# is gone, and the tracker's sweep Schedule (every minute) restarts tracking (README).
+REDIS_URL = envstr("REDIS_URL", "")
+if REDIS_URL:
+    Q_CLUSTER.pop("orm")
+    Q_CLUSTER["redis"] = REDIS_URL
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
