@@ -114,3 +114,30 @@ def browser():  # type: ignore[no-untyped-def]
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def orm_beside_playwright() -> Iterator[None]:
+    """Playwright's sync API keeps an event loop running in this thread, and Django refuses
+    ORM calls from a thread with one; the calls in browser tests are plain synchronous code."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
+
+
+@pytest.fixture
+def owner_page(browser, live_server, owner, settings, orm_beside_playwright):  # type: ignore[no-untyped-def]
+    """A page of the live server signed in as `owner` (a test client's session cookie)."""
+    from tests.test_browser import VIEWPORT
+
+    settings.PUBLIC_BASE_URL = live_server.url
+    client = Client()
+    client.force_login(owner)
+    context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
+    context.add_cookies(
+        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
+    )
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()

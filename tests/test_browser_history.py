@@ -8,40 +8,14 @@ No stack and no simulator: pytest-django's live server serves the app.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from django.test import Client
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from playground.runs.models import Run
 from tests.builders import make_reference, make_run
-from tests.test_browser import VIEWPORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def orm_beside_playwright() -> Iterator[None]:
-    """Playwright's sync API keeps an event loop in this thread; the ORM calls here are
-    plain synchronous test code."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture
-def owner_page(browser: Browser, live_server, owner) -> Iterator[Page]:
-    client = Client()
-    client.force_login(owner)
-    context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
-    context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
 
 
 def test_it_stars_notes_and_searches_in_place(owner_page: Page, owner, clip) -> None:

@@ -10,48 +10,21 @@ a row (the form only picks it), the images are real PNGs made with Pillow.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import UploadedFile
-from django.test import Client
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from playground.runs.images import store_image
 from playground.runs.models import Reference
 from tests.builders import make_reference, make_run
 from tests.stack import ROOT
-from tests.test_browser import VIEWPORT
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOT = ROOT / "test-artifacts" / "screenshot-images.png"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def orm_beside_playwright() -> Iterator[None]:
-    """Playwright's sync API keeps an event loop in this thread; the ORM calls here are
-    plain synchronous test code."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture
-def owner_page(browser: Browser, live_server, owner, settings) -> Iterator[Page]:
-    settings.PUBLIC_BASE_URL = live_server.url
-    client = Client()
-    client.force_login(owner)
-    context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
-    context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
 
 
 def png(path: Path, colour: tuple[int, int, int]) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from django.test import Client
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.builders import make_run
@@ -24,31 +23,6 @@ META = """names => Object.fromEntries(names.map(name => {
   const tag = document.querySelector(`meta[property="${name}"], meta[name="${name}"]`);
   return [name, tag && tag.content];
 }))"""
-
-
-@pytest.fixture(scope="module", autouse=True)
-def orm_beside_playwright() -> Iterator[None]:
-    """Playwright's sync API keeps an event loop running in this thread, and Django refuses
-    ORM calls from a thread with one; the calls here are plain synchronous test code."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        yield
-
-
-@pytest.fixture
-def owner_page(browser: Browser, live_server, owner, settings) -> Iterator[Page]:
-    """A page signed in as `owner` (by the session cookie of a test client's log-in)."""
-    settings.PUBLIC_BASE_URL = live_server.url
-    client = Client()
-    client.force_login(owner)
-    context = browser.new_context(base_url=live_server.url, viewport=VIEWPORT)
-    context.add_cookies(
-        [{"name": "sessionid", "value": client.cookies["sessionid"].value, "url": live_server.url}]
-    )
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
 
 
 @pytest.fixture

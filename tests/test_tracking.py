@@ -193,8 +193,9 @@ def test_it_cancels_a_submitted_run_at_the_provider(
         settings.SIMULATOR_QUEUED_SECONDS = 60
     store.add_fault(on="job", hang=True)
     run = advance(start_run(owner_client, small_video))
-    assert run.status == "queued" and run.provider_job_id
-    if state == "processing":
+    # Under load the submit's answer can already say "processing" (the queue lasts 0.2 s).
+    assert run.status in {"queued", state} and run.provider_job_id
+    if state == "processing" and run.status == "queued":
         time.sleep(0.3)
         run = advance(run)
     assert run.status == state
