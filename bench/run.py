@@ -135,7 +135,6 @@ def measure_batch(stack, n: int, wait_for) -> dict:  # type: ignore[no-untyped-d
     from django.utils import timezone
 
     from playground.runs.models import Run
-    from playground.runs.tracker import ensure_tracker
 
     user, reference = bench_user_and_reference(stack)
     now = timezone.now()
@@ -156,7 +155,6 @@ def measure_batch(stack, n: int, wait_for) -> dict:  # type: ignore[no-untyped-d
     )
     runs = Run.objects.filter(prompt=batch)
     started = time.monotonic()
-    ensure_tracker()
     peak = 0
     while runs.filter(
         status__in=["pending", "submitting", "queued", "processing", "fetching"]

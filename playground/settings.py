@@ -68,11 +68,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
-    "django_q",
     "template_partials",
     "axes",
     "playground.accounts",
+    # Before django_q: its `qcluster` command is extended by ours (the tracker runs in it).
     "playground.runs",
+    "django_q",
     "playground.simulator",
 ]
 
@@ -231,12 +232,13 @@ POLL_MARGIN_SECONDS = 0.6
 # Jobs submitted with a webhook_url are polled this often, as the fallback.
 WEBHOOK_FALLBACK_POLL_SECONDS = envint("WEBHOOK_FALLBACK_POLL_SECONDS", 10)
 RUN_DEADLINE_MINUTES = envint("RUN_DEADLINE_MINUTES", 20)
-# One tracker task loops this long, then hands over to a fresh one (below Q timeout).
-TRACKER_SLICE_SECONDS = envint("TRACKER_SLICE_SECONDS", 50)
+# Every worker (`manage.py qcluster`) runs one tracker loop; this many provider requests
+# of it run at once.
 TRACKER_THREADS = envint("TRACKER_THREADS", 16)
-# The loop's lease, renewed every third of it. After a crash on this host it is taken
-# over at once (the holder's pid is gone); from another host, when it expires.
-TRACKER_LEASE_SECONDS = envint("TRACKER_LEASE_SECONDS", 30)
+# A worker's claim on a run, renewed every third of it while the run's step runs. A dead
+# worker's runs come back when it lapses, or at once when a worker on its host sees its
+# pid is gone.
+TRACKER_LEASE_SECONDS = envint("TRACKER_LEASE_SECONDS", 15)
 
 # Limits, checked before any paid call (and again inside the transaction that creates the
 # run). 0 or empty means no limit.
@@ -264,9 +266,11 @@ SIMULATOR_MAX_ACTIVE_JOBS = envint("SIMULATOR_MAX_ACTIVE_JOBS", 2000)
 Q_CLUSTER = {
     "name": "playground",
     "orm": "default",
-    "workers": envint("Q_WORKERS", 2),
-    "timeout": TRACKER_SLICE_SECONDS + 60,
-    "retry": TRACKER_SLICE_SECONDS + 120,
+    # The tracker runs in the qcluster process itself (runs/management/commands/
+    # qcluster.py); its task workers have little else to do.
+    "workers": envint("Q_WORKERS", 1),
+    "timeout": 300,
+    "retry": 360,
     "max_attempts": 3,
     "catch_up": False,
     "poll": 0.2,
@@ -282,7 +286,7 @@ Q_CLUSTER = {
             "timeout": 600,
             "retry": 660,
             "max_attempts": 2,
-            "scheduler": False,  # the sweep Schedule belongs to the main cluster
+            "scheduler": False,
         },
     },
 }
@@ -290,7 +294,7 @@ Q_CLUSTER = {
 # REDIS_URL moves django-q2's queue to Redis and gives Django a Redis cache. The ORM broker
 # (the default) acknowledges a task only once it is done, so a task whose worker died is
 # delivered again after `retry`; Redis hands a task out once, so one lost with its worker
-# is gone, and the tracker's sweep Schedule (every minute) restarts tracking (README).
+# is gone (README). Tracking is no task: it lives in the workers, its state in the database.
 REDIS_URL = envstr("REDIS_URL", "")
 if REDIS_URL:
     Q_CLUSTER.pop("orm")

@@ -320,7 +320,7 @@ def test_it_sends_signed_image_urls_the_download_view_serves(client, owner, sett
         return httpx.Response(202, json={"id": "job_1", "status": "queued"})
 
     gateway = ScriptedProvider({("POST", "/v1/videos/generations"): accept}).gateway()
-    (claimed,) = Run.claim_due(10, exclude=set())
+    (claimed,) = Run.claim_due(10, "tests")
     steps.submit(claimed, gateway)
 
     urls = bodies[0]["image_urls"]
@@ -344,7 +344,7 @@ def test_it_sends_no_image_urls_for_a_run_without_images(owner):
 
     make_run(owner, status="pending", next_poll_at=timezone.now())
     gateway = ScriptedProvider({("POST", "/v1/videos/generations"): accept}).gateway()
-    (claimed,) = Run.claim_due(10, exclude=set())
+    (claimed,) = Run.claim_due(10, "tests")
     steps.submit(claimed, gateway)
     assert "image_urls" not in bodies[0]
 
@@ -360,7 +360,7 @@ def test_it_loads_the_images_of_claimed_runs_without_a_query_per_run(
             position=1,
         )
 
-    claimed = Run.claim_due(10, exclude=set())
+    claimed = Run.claim_due(10, "tests")
     with django_assert_num_queries(0):
         assert [run.image_references for run in claimed] == [[image]] * 3
 

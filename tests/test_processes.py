@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 from django.conf import settings
-from django.test import override_settings
 from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.models import OrmQ
@@ -30,8 +29,7 @@ from gunicorn.config import Config
 
 from playground.runs import previews
 from playground.runs.management.commands.serve import process_commands, split_env
-from playground.runs.signals import resume_tracking
-from tests.builders import make_reference, make_run, make_user
+from tests.builders import make_reference, make_user
 from tests.stack import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,17 +94,6 @@ def test_it_queues_previews_on_their_own_cluster(
     # And the previews cluster is configured: one worker, long enough for a 4K clip.
     alt = settings.Q_CLUSTER["ALT_CLUSTERS"][previews.CLUSTER]
     assert alt["workers"] == 1 and alt["timeout"] < alt["retry"]
-
-
-@pytest.mark.django_db
-def test_it_keeps_the_tracker_on_the_main_cluster_when_a_previews_worker_starts(
-    queued_for_real, monkeypatch
-):
-    make_run(make_user(), status="queued")
-    monkeypatch.setattr(Conf, "CLUSTER_NAME", previews.CLUSTER)  # as in that qcluster
-    with override_settings(Q_CLUSTER={**settings.Q_CLUSTER, "sync": False}):
-        resume_tracking(sender=None, proc_name="Process-1")
-    assert list(OrmQ.objects.values_list("key", flat=True)) == ["playground"]
 
 
 # --- `make run` and its processes -------------------------------------------------------

@@ -1,5 +1,5 @@
 """The tracker's guarantees where the provider misbehaves in ways the simulator can't show:
-the lease outlives slow steps, the deadline never throws away a billed job, and a result
+a claim outlives slow steps, the deadline never throws away a billed job, and a result
 our own probe can't read is not downloaded again and again."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from playground.gateway import GatewayError
 from playground.lib import video
 from playground.runs import steps
 from playground.runs.models import Run
-from playground.runs.tracker import claim_lease, new_holder, release_lease, run_loop
+from playground.runs.tracker import Loop, run_loop
 from tests.builders import ScriptedProvider, make_run
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,40 +50,49 @@ def advance_until_final(run: Run, provider: ScriptedProvider, turns: int = 5) ->
     return run
 
 
-# --- the lease ------------------------------------------------------------------------------
+# --- the claim ------------------------------------------------------------------------------
 
 
-def test_it_keeps_the_lease_while_a_step_outlasts_it(owner, clip, settings, monkeypatch):
-    """The slice ends while a poll is still waiting on the provider: the lease must be
-    renewed while the loop waits, so no second tracker starts on the same run."""
+def test_it_keeps_its_claim_while_a_step_outlasts_it(owner, clip, settings, monkeypatch):
+    """A poll still waits on the provider long after the claim's lease: the claim must be
+    renewed while it waits, so no other worker's tracker takes the same run."""
     settings.TRACKER_LEASE_SECONDS = 1
     settings.TRACKER_THREADS = 1
     run = live_run(owner, clip)
     polls = []
+    answered = threading.Event()
 
     def slow_poll(request: httpx.Request) -> httpx.Response:
         polls.append(time.monotonic())
         time.sleep(3)  # three leases long
+        answered.set()
         return httpx.Response(200, json={"id": JOB, "status": "processing"})
 
     provider = ScriptedProvider({("GET", JOB_PATH): slow_poll})
     monkeypatch.setattr("playground.runs.tracker.gateway_from_settings", provider.gateway)
-    first, second = new_holder(), new_holder()
-    assert claim_lease(first)
-    loop = threading.Thread(target=run_loop, args=(first, time.monotonic() + 0.3))
+    first = Loop()
+    loop = threading.Thread(
+        target=run_loop, args=(first,), kwargs={"until": time.monotonic() + 0.3}
+    )
     loop.start()
+    deadline = time.monotonic() + 5
+    while not polls and time.monotonic() < deadline:  # the first tracker's poll is out
+        time.sleep(0.01)
     taken_by_second = []
     while loop.is_alive():
-        if claim_lease(second):
-            taken_by_second.append(time.monotonic())
-            release_lease(second)
+        # Due again by its schedule (a poll interval is long gone): only the claim holds it.
+        Run.objects.filter(pk=run.pk).update(next_poll_at=timezone.now())
+        taken = Run.claim_due(10, "second-worker")
+        if taken and not answered.is_set():  # taken while the first step still ran
+            taken_by_second += taken
         time.sleep(0.1)
     loop.join()
 
     assert len(polls) == 1
-    assert taken_by_second == [], "a second tracker took the lease while a step ran"
+    assert taken_by_second == [], "another tracker took the run while its step ran"
     run.refresh_from_db()
     assert run.status == "processing" and run.provider_requests == 1
+    assert run.claimed_by == "" and run.claimed_until is None  # handed back when done
 
 
 def test_it_gives_every_download_attempt_a_file_of_its_own(tmp_path):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from playground.runs.models import Reference, Run, TrackerLease, WebhookEvent
+from playground.runs.models import Reference, Run, Tracker, TrackerLease, WebhookEvent
 from playground.runs.money import usd
 
 
@@ -73,6 +73,14 @@ class ReferenceAdmin(admin.ModelAdmin):
 
 
 admin.site.register(TrackerLease)
+
+
+@admin.register(Tracker)
+class TrackerAdmin(admin.ModelAdmin):
+    """Which workers are tracking, since when, and how much each has done."""
+
+    list_display = ("holder", "started_at", "seen_at", "stopped_at", "steps")
+    readonly_fields = ("holder", "started_at", "seen_at", "stopped_at", "steps")
 
 
 @admin.register(WebhookEvent)

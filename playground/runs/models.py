@@ -8,16 +8,16 @@ from __future__ import annotations
 import logging
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
-from django.db import models
+from django.db import connection, models, transaction
 from django.db.models import Count, Max, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -305,9 +305,16 @@ class Run(models.Model):
     result_height = models.PositiveIntegerField(null=True, blank=True)
     result_fps = models.FloatField(null=True, blank=True)
 
-    # The tracker's clock: when this run next needs attention. Claiming a run pushes it
-    # forward by a lease, so a crashed worker's runs come back on their own.
+    # The tracker's clock: when this run next needs attention. Claiming a run pushes it one
+    # poll interval ahead, so the gateway's poll rule is kept here, for every worker at once.
     next_poll_at = models.DateTimeField(null=True, blank=True)
+    # Which tracker is working this run, and until when: one worker at a time, and a dead
+    # worker's runs come back on their own when its claim lapses (see runs/tracker.py).
+    claimed_by = models.CharField(max_length=120, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    # When the job was last polled (within the claim's send deadline): what a second poll
+    # in one step waits out, so the rule holds for polls the schedule did not plan.
+    last_polled_at = models.DateTimeField(null=True, blank=True)
     provider_requests = models.PositiveIntegerField(default=0)
     # Submitted with a webhook_url: the webhook completes the run, polling is the fallback.
     webhook_expected = models.BooleanField(default=False)
@@ -493,44 +500,57 @@ class Run(models.Model):
     # the HTTP, file and video work) are in runs/steps.py.
 
     @classmethod
-    def claim_due(cls, limit: int, exclude: set[int]) -> list[Run]:
-        """Take up to `limit` runs whose time has come and schedule their next turn.
+    def claim_due(cls, limit: int, holder: str, exclude: Collection[int] = ()) -> list[Run]:
+        """Claim up to `limit` runs whose time has come for tracker `holder`.
 
-        The claim itself pushes `next_poll_at` one poll interval ahead and counts the poll
-        about to be made, so a poll that finds nothing new writes nothing more. A step that
-        outlasts the interval is not taken again by this tracker (it excludes what it has in
-        flight); after a crash the runs simply come due again.
+        Claims are disjoint: on PostgreSQL the due rows are picked `FOR UPDATE SKIP LOCKED`,
+        so trackers racing for work each get other runs; everywhere, the UPDATE repeats the
+        conditions, so a run another tracker took meanwhile is not taken again. A claim
+        lasts TRACKER_LEASE_SECONDS (renewed while its step runs) and also pushes
+        `next_poll_at` one poll interval ahead and counts the poll about to be made, so the
+        next poll of a job, by whichever worker, comes no sooner, and a poll that finds
+        nothing new writes nothing more than its claim and its release.
         """
         now = timezone.now()
-        ids = list(
-            cls.objects.filter(status__in=ACTIVE, next_poll_at__lte=now)
-            .exclude(pk__in=exclude)
-            .order_by("next_poll_at")
-            .values_list("pk", flat=True)[:limit]
+        due = Q(status__in=ACTIVE, next_poll_at__lte=now) & (
+            Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
         )
-        if not ids:
-            return []
-        # A unique next time marks the rows this call claimed, even if another tracker races.
-        marker = timedelta(microseconds=secrets.randbelow(999_999))
-        until = now + poll_interval(webhook=False) + marker
-        until_fallback = now + poll_interval(webhook=True) + marker
-        polling = Q(status__in=[Status.QUEUED, Status.PROCESSING], cancel_requested=False)
-        cls.objects.filter(pk__in=ids, next_poll_at__lte=now).update(
-            next_poll_at=models.Case(
-                models.When(polling & Q(webhook_expected=True), then=models.Value(until_fallback)),
-                default=models.Value(until),
-                output_field=models.DateTimeField(),
-            ),
-            provider_requests=models.Case(
-                models.When(polling, then=models.F("provider_requests") + 1),
-                default=models.F("provider_requests"),
-                output_field=models.PositiveIntegerField(),
-            ),
-        )
-        claimed = list(
-            cls.objects.filter(pk__in=ids, next_poll_at__in=[until, until_fallback]).select_related(
-                "reference"
+        with transaction.atomic():
+            candidates = cls.objects.filter(due).exclude(pk__in=exclude).order_by("next_poll_at")
+            if connection.features.has_select_for_update_skip_locked:
+                candidates = candidates.select_for_update(skip_locked=True)
+            ids = list(candidates.values_list("pk", flat=True)[:limit])
+            if not ids:
+                return []
+            claimed_until = now + timedelta(seconds=settings.TRACKER_LEASE_SECONDS)
+            polling = Q(status__in=[Status.QUEUED, Status.PROCESSING], cancel_requested=False)
+            cls.objects.filter(due, pk__in=ids).update(
+                claimed_by=holder,
+                claimed_until=claimed_until,
+                next_poll_at=models.Case(
+                    models.When(
+                        polling & Q(webhook_expected=True),
+                        then=models.Value(now + poll_interval(webhook=True)),
+                    ),
+                    default=models.Value(now + poll_interval(webhook=False)),
+                    output_field=models.DateTimeField(),
+                ),
+                provider_requests=models.Case(
+                    models.When(polling, then=models.F("provider_requests") + 1),
+                    default=models.F("provider_requests"),
+                    output_field=models.PositiveIntegerField(),
+                ),
+                last_polled_at=models.Case(
+                    models.When(polling, then=models.Value(now)),
+                    default=models.F("last_polled_at"),
+                    output_field=models.DateTimeField(),
+                ),
             )
+        # The claim's exact end marks the rows this call took, whoever raced it.
+        claimed = list(
+            cls.objects.filter(
+                pk__in=ids, claimed_by=holder, claimed_until=claimed_until
+            ).select_related("reference")
         )
         # A submit sends the run's images: one query for all the runs about to be submitted
         # (and none when all are being polled, the common case).
@@ -539,6 +559,40 @@ class Run(models.Model):
             models.Prefetch("run_images", queryset=RunImage.objects.select_related("reference")),
         )
         return claimed
+
+    @classmethod
+    def renew_claims(cls, holder: str, pks: Collection[int]) -> int:
+        """Extend `holder`'s claims on runs whose steps are still running."""
+        until = timezone.now() + timedelta(seconds=settings.TRACKER_LEASE_SECONDS)
+        return cls.objects.filter(pk__in=pks, claimed_by=holder).update(claimed_until=until)
+
+    @classmethod
+    def release_claims(cls, holder: str, pks: Collection[int] | None = None) -> int:
+        """Hand `holder`'s runs back (all of them when `pks` is None), due as scheduled."""
+        runs = cls.objects.filter(claimed_by=holder)
+        if pks is not None:
+            runs = runs.filter(pk__in=pks)
+        return runs.update(claimed_by="", claimed_until=None)
+
+    def skip_poll(self) -> None:
+        """A claimed poll that waited too long to be sent on time is not sent: its count is
+        taken back and the run is due again at once (its last real poll was long enough ago)."""
+        Run.objects.filter(pk=self.pk).update(
+            provider_requests=models.F("provider_requests") - 1, next_poll_at=timezone.now()
+        )
+
+    def record_extra_poll(self) -> None:
+        """A poll the schedule did not plan (after a failed cancel, an expired result link)
+        was sent now: the next one, by any worker, comes a poll interval later."""
+        now = timezone.now()
+        self.last_polled_at = now
+        Run.objects.filter(pk=self.pk).update(
+            last_polled_at=now,
+            next_poll_at=Greatest(
+                Coalesce("next_poll_at", models.Value(now)),
+                models.Value(now + poll_interval(webhook=False)),
+            ),
+        )
 
     def start_submitting(self) -> bool:
         """PENDING → SUBMITTING, the claim before the paid call. False if another got it."""
@@ -689,7 +743,7 @@ class Run(models.Model):
 
 
 def poll_interval(*, webhook: bool) -> timedelta:
-    """How long until a job is polled again: the gateway's 3 s (plus PacedGateway's margin),
+    """How long until a job is polled again: the gateway's 3 s (plus POLL_MARGIN_SECONDS),
     or, when a webhook will say it is done, a slower fallback."""
     if webhook:
         return timedelta(seconds=settings.WEBHOOK_FALLBACK_POLL_SECONDS)
@@ -935,7 +989,8 @@ class WebhookEvent(models.Model):
 
 
 class TrackerLease(models.Model):
-    """At most one tracker loop runs at a time; it holds this lease and renews it."""
+    """A named row to lock (the instance budget's lock); it once held the single tracker's
+    lease, before every worker ran a tracker of its own (see `Tracker`)."""
 
     name = models.CharField(max_length=32, primary_key=True)
     holder = models.CharField(max_length=64, blank=True)
@@ -943,3 +998,29 @@ class TrackerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at}"
+
+
+class Tracker(models.Model):
+    """One worker's tracker loop, as it reports itself while it runs (runs/tracker.py).
+
+    Every `qcluster` process runs one; they share the work through per-run claims. The
+    rows tell an operator which workers are tracking and how much each did, and let a
+    tracker on the same host hand a dead one's claims back at once.
+    """
+
+    holder = models.CharField(max_length=120, unique=True)  # host:pid:random
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    steps = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"tracker {self.holder} ({self.steps} steps)"
+
+    @property
+    def live(self) -> bool:
+        recent = timezone.now() - timedelta(seconds=settings.TRACKER_LEASE_SECONDS)
+        return self.stopped_at is None and self.seen_at > recent

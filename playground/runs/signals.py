@@ -1,4 +1,4 @@
-"""Signal handlers: resume tracking when a worker starts; delete files with their rows."""
+"""Signal handlers: delete files with their rows."""
 
 from __future__ import annotations
 
@@ -7,22 +7,12 @@ import shutil
 
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
-from django_q.signals import post_spawn
 
 from playground.lib.media import media_path
 from playground.lib.thumbnails import remove_thumbnail
 from playground.runs.models import Reference, Run
-from playground.runs.tracker import sweep
 
 log = logging.getLogger(__name__)
-
-
-@receiver(post_spawn)
-def resume_tracking(sender: object, proc_name: str, **kwargs: object) -> None:
-    try:
-        sweep()
-    except Exception:  # a worker must start even if the database is briefly unavailable
-        log.exception("could not resume tracking at worker start")
 
 
 @receiver(post_delete, sender=Run)

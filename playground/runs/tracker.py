@@ -1,33 +1,47 @@
-"""The tracker: one loop that moves every live run forward, however many there are.
+"""The tracker: the loop in every worker that moves the live runs forward.
 
-No worker is held per provider job. A single django-q2 task loops for a bounded slice,
-claiming runs whose `next_poll_at` has come (a lease, so a crash hands them back), doing
-each one's next step on a thread pool, and then hands over to a fresh task. A lease row
-keeps it to one loop at a time; a periodic sweep restarts it if it ever stops.
+Each `qcluster` process of the main cluster (the Procfile's `worker`, on one machine or
+several) runs one loop beside its task workers; see runs/management/commands/qcluster.py.
+No thread is held per provider job. A loop claims runs whose `next_poll_at` has come, does
+each one's next step on a thread pool, and hands the run back. Everything the loops share
+is in the database, so any number of them share the work:
+
+- claims are per run and disjoint (`Run.claim_due`: `FOR UPDATE SKIP LOCKED` on
+  PostgreSQL, a conditional UPDATE everywhere), so no run is worked by two at once;
+- the poll rule is kept by the claim, which schedules the next poll of the job a poll
+  interval ahead for every worker, and by `PacedGateway`, which sends the poll it claimed
+  at once or not at all;
+- a claim lasts TRACKER_LEASE_SECONDS and is renewed while its step runs, so a dead
+  worker's runs come back when it lapses, and at once when a tracker on the same host
+  sees the dead one's pid is gone.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
-from django_q.tasks import async_task
 
 from playground.gateway import Gateway, Job, gateway_from_settings
 from playground.runs import steps
-from playground.runs.models import Run, TrackerLease
+from playground.runs.models import Run, Status, Tracker
 
 log = logging.getLogger(__name__)
-LEASE_NAME = "tracker"
+
+# How long a loop with nothing in flight waits before it looks for due runs again: what
+# a new run waits at most before its submit starts.
+IDLE_WAIT_SECONDS = 0.2
 
 
 def lease_seconds() -> float:
@@ -35,7 +49,8 @@ def lease_seconds() -> float:
 
 
 def new_holder() -> str:
-    """Who holds the lease: host and pid, so a dead holder on this host is seen at once."""
+    """Who a loop is: host and pid (so a dead loop on this host is seen at once), and a
+    random part (so two loops in one process, as in the tests, are two holders)."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
@@ -43,7 +58,7 @@ def _holder_is_dead(holder: str) -> bool:
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's tracker: only its lease expiry tells
+        return False  # another machine's loop: only its claims lapsing tell
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -53,166 +68,195 @@ def _holder_is_dead(holder: str) -> bool:
     return False
 
 
-def claim_lease(holder: str) -> bool:
-    """Take or renew the tracker lease. A lease left by a dead tracker on this host is
-    taken over at once; one from another host when it expires."""
-    now = timezone.now()
-    until = now + timedelta(seconds=lease_seconds())
-    lease, _ = TrackerLease.objects.get_or_create(name=LEASE_NAME, defaults={"expires_at": now})
-    if lease.holder == holder:
-        return bool(
-            TrackerLease.objects.filter(name=LEASE_NAME, holder=holder).update(expires_at=until)
-        )
-    stale = lease.expires_at <= now or (lease.holder and _holder_is_dead(lease.holder))
-    if not stale:
-        return False
-    taken = TrackerLease.objects.filter(
-        name=LEASE_NAME, holder=lease.holder, expires_at=lease.expires_at
-    ).update(holder=holder, expires_at=until)
-    if taken and lease.holder:
-        log.info("tracker lease taken over from %s", lease.holder)
-    return bool(taken)
+class Loop:
+    """One tracker loop's name and its row in the `Tracker` table."""
 
+    def __init__(self, holder: str | None = None) -> None:
+        self.holder = holder or new_holder()
+        self.steps = 0
+        Tracker.objects.create(holder=self.holder)
+        # Rows of loops gone for a week tell nobody anything any more.
+        Tracker.objects.filter(seen_at__lt=timezone.now() - timedelta(days=7)).delete()
 
-def release_lease(holder: str) -> None:
-    TrackerLease.objects.filter(name=LEASE_NAME, holder=holder).update(
-        holder="", expires_at=timezone.now()
-    )
+    def heartbeat(self, in_flight: Collection[int]) -> None:
+        """Renew the claims of the steps still running, say this loop is alive, and hand
+        back the claims of dead loops on this host."""
+        Run.renew_claims(self.holder, in_flight)
+        Tracker.objects.filter(holder=self.holder).update(seen_at=timezone.now(), steps=self.steps)
+        hand_back_dead_claims()
 
-
-def tracker_running() -> bool:
-    lease = TrackerLease.objects.filter(name=LEASE_NAME, expires_at__gt=timezone.now()).first()
-    return lease is not None and bool(lease.holder) and not _holder_is_dead(lease.holder)
-
-
-def ensure_tracker() -> None:
-    """Start a tracker task unless one holds the lease. Cheap; call it freely."""
-    if settings.Q_CLUSTER.get("sync"):
-        return  # tests drive the tracker by hand (a sync loop would block the request)
-    if not tracker_running():
-        # On the main cluster by name: a previews worker's post_spawn sweep comes here too.
-        async_task(
-            "playground.runs.tracker.track",
-            task_name="tracker",
-            group="tracker",
-            cluster=settings.Q_CLUSTER["name"],
+    def retire(self) -> None:
+        Run.release_claims(self.holder)
+        Tracker.objects.filter(holder=self.holder).update(
+            seen_at=timezone.now(), stopped_at=timezone.now(), steps=self.steps
         )
 
 
-def track(slice_seconds: float | None = None) -> str:
-    """The django-q2 task: run the loop for one slice, then hand over if work remains."""
-    holder = new_holder()
-    if not claim_lease(holder):
-        return "another tracker holds the lease"
-    slice_seconds = settings.TRACKER_SLICE_SECONDS if slice_seconds is None else slice_seconds
+def hand_back_dead_claims() -> int:
+    """Release the claims of loops on this host whose process is gone (a SIGKILL, the OOM
+    killer): their runs need not wait for the claims to lapse."""
+    host = socket.gethostname()
+    released = 0
+    for holder in Tracker.objects.filter(
+        stopped_at=None, holder__startswith=f"{host}:"
+    ).values_list("holder", flat=True):
+        if _holder_is_dead(holder):
+            released += Run.release_claims(holder)
+            Tracker.objects.filter(holder=holder).update(stopped_at=timezone.now())
+            log.warning("tracker %s is gone; %d of its runs handed back", holder, released)
+    return released
+
+
+def serve(stop: threading.Event, alive: Callable[[], bool] = lambda: True) -> None:
+    """A worker's tracker: run the loop until `stop` is set (or `alive` says the worker's
+    cluster has died), then finish the steps in flight and hand every claim back."""
+    loop = Loop()
+    log.info("tracker %s started", loop.holder)
     try:
-        taken = run_loop(holder, time.monotonic() + slice_seconds)
+        hand_back_dead_claims()
+        run_loop(loop, stop=stop, alive=alive)
     finally:
-        release_lease(holder)
-    if Run.objects.in_flight().exists():
-        ensure_tracker()
-    return f"{taken} steps"
+        loop.retire()
+        log.info("tracker %s stopped after %d steps", loop.holder, loop.steps)
 
 
-def run_loop(holder: str, until: float) -> int:
-    """Claim due runs and advance them on a pool until `until` (monotonic) passes."""
+def run_loop(
+    loop: Loop,
+    *,
+    until: float | None = None,
+    stop: threading.Event | None = None,
+    alive: Callable[[], bool] = lambda: True,
+    exit_when_idle: bool = False,
+) -> int:
+    """Claim due runs and advance them on a pool, until `until` (monotonic) passes or
+    `stop` is set; with `exit_when_idle`, also once no run is in flight anywhere."""
+    stop = stop or threading.Event()
     threads = settings.TRACKER_THREADS
     in_flight: dict[int, Future[None]] = {}
-    taken = 0
     client = gateway_from_settings(attempts=2, retry_timeout=10)
-    gateway = PacedGateway(client)
     with ThreadPoolExecutor(threads, thread_name_prefix="tracker") as pool:
         try:
-            last_renew = time.monotonic()
+            last_beat = time.monotonic()
             while True:
-                for pk in [pk for pk, future in in_flight.items() if future.done()]:
+                done = [pk for pk, future in in_flight.items() if future.done()]
+                for pk in done:
                     in_flight.pop(pk).result()
-                claiming = time.monotonic() < until
+                if done:
+                    Run.release_claims(loop.holder, done)
+                    loop.steps += len(done)
+                claiming = not stop.is_set() and (until is None or time.monotonic() < until)
+                if claiming and not alive():
+                    log.error("tracker %s: the worker's cluster is gone; stopping", loop.holder)
+                    claiming = False
+                    stop.set()
                 if not claiming and not in_flight:
                     break
-                # Renewed for as long as any step runs, the slice's last ones included: a
-                # lapsed lease would let a second tracker start the same runs.
-                if time.monotonic() - last_renew > lease_seconds() / 3:
-                    if not claim_lease(holder):
-                        log.warning("tracker lost its lease; stopping")
-                        break
-                    last_renew = time.monotonic()
+                # Renewed for as long as any step runs, the last ones included: a lapsed
+                # claim would let another loop start the same run.
+                if time.monotonic() - last_beat > lease_seconds() / 3:
+                    loop.heartbeat(in_flight)
+                    last_beat = time.monotonic()
+                # Twice the threads, so the pool never waits for the next claim; a claimed
+                # poll that then waits too long in the queue is not sent (PacedGateway).
                 room = threads * 2 - len(in_flight)
-                claimed = Run.claim_due(room, exclude=set(in_flight)) if claiming and room else []
+                claimed = (
+                    Run.claim_due(room, loop.holder, list(in_flight)) if claiming and room else []
+                )
                 for run in claimed:
+                    gateway = PacedGateway(client, run)
                     in_flight[run.pk] = pool.submit(_advance, run, gateway)
-                taken += len(claimed)
-                if not claimed:
-                    if claiming and not in_flight and not Run.objects.in_flight().exists():
-                        break  # nothing to track: free the worker
-                    time.sleep(0.2)
+                if claimed:
+                    continue
+                if in_flight:
+                    # Look again when a step ends (its room is claimable), at most 50 times
+                    # a second, and at least every IDLE_WAIT_SECONDS (runs come due too).
+                    concurrent.futures.wait(
+                        in_flight.values(),
+                        timeout=IDLE_WAIT_SECONDS,
+                        return_when=concurrent.futures.FIRST_COMPLETED,
+                    )
+                    stop.wait(0.02)
+                else:
+                    if exit_when_idle and claiming and not Run.objects.in_flight().exists():
+                        break
+                    stop.wait(IDLE_WAIT_SECONDS)
         finally:
             client.close()
-    return taken
+    return loop.steps
 
 
-# When each job was last polled from this process, across tracker slices.
-_last_poll: dict[str, float] = {}
-_last_poll_lock = threading.Lock()
+class PollSkipped(Exception):
+    """The poll a claim counted waited too long to be sent within the rule."""
 
 
 class PacedGateway:
-    """The gateway, with its rule kept: no job is polled twice within POLL_INTERVAL_SECONDS.
+    """The gateway for one step of one claimed run, keeping the provider's poll rule: no
+    job polled twice within POLL_INTERVAL_SECONDS, by any worker.
 
-    `next_poll_at` already spaces the claims, but a poll can wait a moment in the pool's
-    queue before it is sent, and the next one may not; so the last send time of each job is
-    kept and a poll that would come early waits out the difference.
+    The claim scheduled the run's next poll an interval plus POLL_MARGIN_SECONDS ahead, for
+    every worker at once. So the poll it counted must be sent within the margin of the
+    claim, or the next one could come early: sent later, it is not sent at all (the run is
+    due again at once). Any further poll in the step (after a failed cancel, an expired
+    result link) waits out the interval from the run's last poll and pushes the schedule.
     """
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, run: Run) -> None:
         self.gateway = gateway
-        self.interval = settings.POLL_INTERVAL_SECONDS + settings.POLL_MARGIN_SECONDS
+        self.run = run
+        self.claimed_at = time.monotonic()
+        # The claim counted a poll of a job being polled (see Run.claim_due).
+        self.claimed_poll = run.status in (Status.QUEUED, Status.PROCESSING) and (
+            not run.cancel_requested
+        )
+        self.send_deadline = max(0.1, settings.POLL_MARGIN_SECONDS - 0.1)
+        self.sent_other = False  # a cancel went first in this step (give_up)
         self.submit = gateway.submit
-        self.cancel = gateway.cancel
         self.download = gateway.download
 
+    def cancel(self, job_id: str) -> None:
+        self.sent_other = True
+        self.gateway.cancel(job_id)
+
     def get_job(self, job_id: str) -> Job | None:
-        with _last_poll_lock:
-            now = time.monotonic()
-            send_at = max(now, _last_poll.get(job_id, 0.0) + self.interval)
-            _last_poll[job_id] = send_at
-            if len(_last_poll) > 100_000:  # forget the oldest half; they are long finished
-                for key in sorted(_last_poll, key=_last_poll.__getitem__)[:50_000]:
-                    del _last_poll[key]
-        if send_at > now:
-            time.sleep(send_at - now)
+        on_time = time.monotonic() - self.claimed_at <= self.send_deadline
+        if self.claimed_poll and on_time:
+            self.claimed_poll = False
+        elif self.claimed_poll and not self.sent_other:
+            raise PollSkipped  # nothing was sent in this step: it is simply due again
+        else:
+            self.claimed_poll = False
+            self._wait_out_the_interval()
+            self.run.record_extra_poll()
         # One request: a retry a moment later would break the rule; the next turn retries.
         return self.gateway.get_job(job_id, retry=False)
+
+    def _wait_out_the_interval(self) -> None:
+        last = self.run.last_polled_at
+        if last is None:
+            return
+        interval = settings.POLL_INTERVAL_SECONDS + settings.POLL_MARGIN_SECONDS
+        wait = (last - timezone.now()).total_seconds() + interval
+        if wait > 0:
+            time.sleep(wait)
 
 
 def _advance(run: Run, gateway: PacedGateway) -> None:
     try:
         steps.advance(run, gateway)
+    except PollSkipped:
+        run.skip_poll()
     except Exception:
-        # A bug or a broken file must not stop the loop for everybody else; the run's
-        # lease expires and it is tried again, and the log says why.
+        # A bug or a broken file must not stop the loop for everybody else; the run is
+        # handed back and tried again at its next turn, and the log says why.
         log.exception("tracker: run %s failed to advance", run.code)
     finally:
         close_old_connections()
 
 
 def track_until_idle(timeout: float = 60.0) -> None:
-    """Drive the loop in this process until no run is in flight (the tests drive it so)."""
-    holder = new_holder()
-    deadline = time.monotonic() + timeout
-    while Run.objects.in_flight().exists() and time.monotonic() < deadline:
-        if claim_lease(holder):
-            try:
-                run_loop(holder, min(deadline, time.monotonic() + 5))
-            finally:
-                release_lease(holder)
-        else:
-            time.sleep(0.2)
-
-
-def sweep() -> str:
-    """The periodic Schedule: restart the tracker if live runs have no loop looking after them."""
-    if Run.objects.in_flight().exists() and not tracker_running():
-        ensure_tracker()
-        return "tracker restarted"
-    return "ok"
+    """Drive a loop in this process until no run is in flight (the tests drive it so)."""
+    loop = Loop()
+    try:
+        run_loop(loop, until=time.monotonic() + timeout, exit_when_idle=True)
+    finally:
+        loop.retire()

@@ -24,7 +24,6 @@ from django.views.decorators.http import require_POST
 
 from playground.gateway import GatewayError, Job
 from playground.runs.models import Run, WebhookEvent
-from playground.runs.tracker import ensure_tracker
 
 TOLERANCE_SECONDS = 300
 
@@ -86,5 +85,4 @@ def gateway_webhook(request: HttpRequest) -> HttpResponse:
             # 2xx: a job we don't know (deleted run) must not be retried for a day.
             return JsonResponse({"ok": True, "known": False})
         run.apply_job(job)
-    ensure_tracker()  # a completed job is copied by the tracker right away
     return JsonResponse({"ok": True, "status": run.status})

@@ -15,7 +15,6 @@ from playground.runs.forms import GenerateForm
 from playground.runs.limits import LimitReached, budget_left_micros, create_batch, create_run
 from playground.runs.models import Batch, Run
 from playground.runs.money import cost_of_seconds
-from playground.runs.tracker import ensure_tracker
 from playground.runs.views.access import is_uuid
 
 
@@ -127,5 +126,4 @@ def _create(request: AuthenticatedRequest, form: GenerateForm) -> Run | Batch:
             images=form.stored_images,
             **common,
         )
-    ensure_tracker()
     return made

@@ -9,7 +9,6 @@ from django.views.decorators.http import require_GET, require_POST
 
 from playground.lib.requests import AuthenticatedRequest
 from playground.runs.poll import status_card_response
-from playground.runs.tracker import ensure_tracker
 from playground.runs.views.access import get_run
 
 
@@ -24,7 +23,6 @@ def run_cancel(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run = get_run(request, code)
     if run.request_cancel() and not request.htmx:
         messages.info(request, "Cancelling the run." if run.is_active else "Run cancelled.")
-    ensure_tracker()
     return status_card_response(request, run) if request.htmx else redirect(run)
 
 

@@ -6,7 +6,7 @@ tests/test_processes.py checks that the Procfile says the same thing.
 Nothing outlives `make run`. The children stay in our process group, so Ctrl-C, a closing
 terminal (SIGHUP) and a `kill -9` of the group reach every one of them, and on Linux each
 also gets SIGTERM when this process dies (PR_SET_PDEATHSIG): a Procfile runner or a
-supervisor that kills only us leaves nothing holding the port or the tracker lease.
+supervisor that kills only us leaves nothing holding the port or claims on runs.
 """
 
 from __future__ import annotations
