@@ -25,6 +25,7 @@ from playground.runs.tracker import (
     Loop,
     PacedGateway,
     _advance,
+    _here,
     hand_back_dead_claims,
     run_loop,
 )
@@ -87,7 +88,7 @@ def test_a_dead_workers_claims_lapse_within_the_lease(owner, settings):
 def test_a_dead_tracker_on_this_host_hands_its_runs_back_at_once(owner):
     gone = subprocess.Popen(["true"])
     gone.wait()
-    holder = f"{socket.gethostname()}:{gone.pid}:deadbeef"
+    holder = f"{_here()}:{gone.pid}:deadbeef"
     Tracker.objects.create(holder=holder)
     due_runs(owner, 2)
     assert len(Run.claim_due(10, holder)) == 2
@@ -100,6 +101,19 @@ def test_a_dead_tracker_on_this_host_hands_its_runs_back_at_once(owner):
     assert set(Run.objects.values_list("claimed_by", flat=True)) == {"", live.holder}
     assert Tracker.objects.get(holder=holder).stopped_at is not None
     assert Tracker.objects.get(holder=live.holder).stopped_at is None
+
+
+def test_a_tracker_judges_only_the_pids_of_its_own_host_and_namespace(owner):
+    """Another machine (or a container sharing this host name) may well have a live pid
+    that is dead here: its claims are left to lapse, never handed back early."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    elsewhere = f"{socket.gethostname()}~1:{gone.pid}:cafebabe"  # another pid namespace
+    Tracker.objects.create(holder=elsewhere)
+    due_runs(owner, 1)
+    assert len(Run.claim_due(10, elsewhere)) == 1
+    assert hand_back_dead_claims() == 0
+    assert Run.objects.get().claimed_by == elsewhere
 
 
 def test_a_claimed_poll_that_waited_too_long_is_not_sent(owner, settings):

@@ -48,16 +48,26 @@ def lease_seconds() -> float:
     return float(settings.TRACKER_LEASE_SECONDS)
 
 
+def _here() -> str:
+    """This host, and its pid namespace: two containers may share a host name (host
+    networking) and each have a pid 7, and neither may judge the other's pids."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}~{namespace}"
+
+
 def new_holder() -> str:
-    """Who a loop is: host and pid (so a dead loop on this host is seen at once), and a
+    """Who a loop is: where and which pid (so a dead loop here is seen at once), and a
     random part (so two loops in one process, as in the tests, are two holders)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{_here()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _holder_is_dead(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
+    where, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if where != _here() or not pid.isdigit():
         return False  # another machine's loop: only its claims lapsing tell
     try:
         os.kill(int(pid), 0)
@@ -95,10 +105,9 @@ class Loop:
 def hand_back_dead_claims() -> int:
     """Release the claims of loops on this host whose process is gone (a SIGKILL, the OOM
     killer): their runs need not wait for the claims to lapse."""
-    host = socket.gethostname()
     released = 0
     for holder in Tracker.objects.filter(
-        stopped_at=None, holder__startswith=f"{host}:"
+        stopped_at=None, holder__startswith=f"{_here()}:"
     ).values_list("holder", flat=True):
         if _holder_is_dead(holder):
             released += Run.release_claims(holder)
@@ -156,20 +165,23 @@ def run_loop(
                 if time.monotonic() - last_beat > lease_seconds() / 3:
                     loop.heartbeat(in_flight)
                     last_beat = time.monotonic()
-                # Twice the threads, so the pool never waits for the next claim; a claimed
-                # poll that then waits too long in the queue is not sent (PacedGateway).
+                # Room for twice the threads, so the pool never waits for the next claim
+                # (a claimed poll that then waits too long in the queue is not sent, see
+                # PacedGateway); claimed in batches of at least half the threads while
+                # busy, so a busy loop makes a few claims a second, not one per step.
                 room = threads * 2 - len(in_flight)
+                worth_it = room >= max(1, threads // 2) or not in_flight
                 claimed = (
-                    Run.claim_due(room, loop.holder, list(in_flight)) if claiming and room else []
+                    Run.claim_due(room, loop.holder, list(in_flight))
+                    if claiming and worth_it
+                    else []
                 )
                 for run in claimed:
                     gateway = PacedGateway(client, run)
                     in_flight[run.pk] = pool.submit(_advance, run, gateway)
-                if claimed:
-                    continue
                 if in_flight:
-                    # Look again when a step ends (its room is claimable), at most 50 times
-                    # a second, and at least every IDLE_WAIT_SECONDS (runs come due too).
+                    # Look again when a step ends, at most 50 times a second, and at
+                    # least every IDLE_WAIT_SECONDS (runs come due on their own too).
                     concurrent.futures.wait(
                         in_flight.values(),
                         timeout=IDLE_WAIT_SECONDS,
