@@ -27,8 +27,8 @@ chromium:
 		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; \
 	fi
 
-# The suite runs again on a real PostgreSQL (tests/postgres.py starts a throwaway server),
-# and tests/test_redis.py starts a real Redis: install Debian's packages when missing.
+# The suite runs again on a real PostgreSQL with Redis and an S3 server (tests/postgres.py
+# starts throwaway ones): install Debian's packages when missing.
 postgresql:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ ! -x /usr/bin/redis-server ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -41,12 +41,12 @@ test: $(STAMP) chromium postgresql
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
 	$(BIN)/python -m pytest -n 2
-	$(BIN)/python tests/postgres.py -n 2 -m "not browser and not stack"
+	$(BIN)/python tests/postgres.py -n 2 -m "not browser"
 
-# The same suite on PostgreSQL alone (without the browser and the real-process tests,
-# which read the stack's SQLite file).
+# The same suite on PostgreSQL, Redis and S3 alone (without the browser tests), the
+# real-process ones included: tests/test_scale.py (skipped on SQLite) runs only here.
 test-postgres: $(STAMP) postgresql
-	$(BIN)/python tests/postgres.py -n 2 -m "not browser and not stack"
+	$(BIN)/python tests/postgres.py -n 2 -m "not browser"
 
 # The fast suite: no browser, no extra processes.
 test-fast: $(STAMP)

@@ -176,8 +176,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+STORAGES: dict[str, dict[str, object]] = {
+    # Files under MEDIA_ROOT; MEDIA_S3_BUCKET (below) puts them in a bucket instead.
+    "default": {"BACKEND": "playground.lib.media.LocalMediaStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 # Uploads and results live here and are served only by views that check who is asking.
@@ -194,6 +195,26 @@ FILE_UPLOAD_HANDLERS = [
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
+
+# MEDIA_S3_BUCKET: uploads, previews, posters and results live in an S3-compatible bucket
+# (django-storages), so every web and worker process, on any machine, sees the same files.
+# The bucket stays private (no ACL is set): browsers are redirected to presigned URLs that
+# expire after MEDIA_URL_MAX_AGE_SECONDS, and the provider gets ones that last as long as
+# REFERENCE_URL_MAX_AGE_SECONDS.
+MEDIA_S3_BUCKET = envstr("MEDIA_S3_BUCKET", "")
+MEDIA_URL_MAX_AGE_SECONDS = envint("MEDIA_URL_MAX_AGE_SECONDS", 300)
+if MEDIA_S3_BUCKET:
+    from playground.lib.bucket import bucket_storage
+
+    STORAGES["default"] = bucket_storage(
+        bucket=MEDIA_S3_BUCKET,
+        endpoint_url=envstr("MEDIA_S3_ENDPOINT_URL", ""),
+        region=envstr("MEDIA_S3_REGION", ""),
+        access_key=envstr("MEDIA_S3_ACCESS_KEY_ID", ""),
+        secret_key=envstr("MEDIA_S3_SECRET_ACCESS_KEY", ""),
+        url_seconds=MEDIA_URL_MAX_AGE_SECONDS,
+        spool_bytes=FILE_UPLOAD_MAX_MEMORY_SIZE,
+    )
 
 # --- The provider -----------------------------------------------------------------------
 AIGATEWAY_API_KEY = envstr("AIGATEWAY_API_KEY", "")

@@ -4,7 +4,6 @@ where a test needs them (the `clip` fixture's small MP4 and its poster)."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -13,12 +12,12 @@ from typing import Any
 import httpx
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from playground.gateway import Gateway
 from playground.kling import MODEL_ID
-from playground.lib import video
-from playground.lib.media import media_path
+from playground.lib import media, video
 from playground.runs.models import FINAL, Reference, Run
 
 Clip = tuple[Path, Path]  # (an MP4, a JPEG poster of it)
@@ -30,13 +29,11 @@ def make_user(username: str = "someone") -> User:
 
 
 def make_reference(user: User, clip: Clip | None = None, **fields: Any) -> Reference:
-    """A Reference row as an upload leaves it; with `clip`, its files are on disk too."""
+    """A Reference row as an upload leaves it; with `clip`, its files are stored too."""
     code = uuid.uuid4()
     if clip is not None:
-        folder = media_path(f"references/{code}")
-        folder.mkdir(parents=True)
-        shutil.copyfile(clip[0], folder / "original.mp4")
-        shutil.copyfile(clip[1], folder / "poster.jpg")
+        media.save(f"references/{code}/original.mp4", clip[0])
+        media.save(f"references/{code}/poster.jpg", clip[1])
     values: dict[str, Any] = {
         "name": clip[0].name if clip else "earlier.mp4",
         "file": f"references/{code}/original.mp4",
@@ -77,7 +74,7 @@ def make_run(
     **fields: Any,
 ) -> Run:
     """A run as the tracker would leave it in `status`; a completed one made with `clip` has
-    its result and poster on disk. Simulated when the instance runs on its simulator, as
+    its result and poster stored. Simulated when the instance runs on its simulator, as
     the Generate form makes them."""
     code = uuid.uuid4()
     now = timezone.now()
@@ -100,10 +97,8 @@ def make_run(
             "result_fps": 24.0,
         }
         if clip is not None:
-            results = media_path("results")
-            results.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(clip[0], results / f"{code}.mp4")
-            shutil.copyfile(clip[1], results / f"{code}.jpg")
+            media.save(f"results/{code}.mp4", clip[0])
+            media.save(f"results/{code}.jpg", clip[1])
             values |= {"result": f"results/{code}.mp4", "poster": f"results/{code}.jpg"}
     elif status in FINAL:
         values |= {"billed_cost_micros": 0, "billed_seconds": 0, "finished_at": now}
@@ -116,6 +111,48 @@ def make_run(
         status=status,
         **values,
     )
+
+
+def stored_bytes(name: str) -> bytes:
+    """The bytes of a stored file, on local files or in the bucket alike."""
+    with default_storage.open(name, "rb") as fh:
+        return fh.read()
+
+
+def serves_file(response: Any) -> bool:
+    """Whether a media view answered with its file: the file itself on local files, a
+    redirect to a presigned URL of it with a bucket."""
+    if media.is_local():
+        return response.status_code == 200
+    return response.status_code == 302 and "X-Amz-Signature=" in response["Location"]
+
+
+def served_bytes(response: Any, headers: dict[str, str] | None = None) -> bytes:
+    """What a media view's answer delivers: the streamed file, or with a bucket, the object
+    its redirect points at (fetched with the same `headers`, a Range say)."""
+    if response.status_code == 302:
+        fetched = httpx.get(response["Location"], headers=headers or {})
+        assert fetched.status_code in (200, 206), (fetched.status_code, fetched.text[:300])
+        return fetched.content
+    assert response.streaming, "a file must be streamed, not loaded into memory"
+    return b"".join(response.streaming_content)
+
+
+def is_stored(name: str) -> bool:
+    return bool(name) and default_storage.exists(name)
+
+
+def stored_names(folder: str = "") -> list[str]:
+    """Every file stored under `folder`, as names (sorted); thumbnails and all."""
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    prefix = f"{folder}/" if folder else ""
+    names = [prefix + name for name in files]
+    for sub in folders:
+        names += stored_names(prefix + sub)
+    return sorted(names)
 
 
 def make_runs(user: User, reference: Reference, *statuses: str, **fields: Any) -> list[Run]:

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 
 from playground.lib import video
@@ -37,9 +39,32 @@ def good_video(video_dir: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def isolated_files(settings, tmp_path: Path) -> None:
+def isolated_files(settings, tmp_path: Path) -> Iterator[None]:
+    """Each test's files apart: a MEDIA_ROOT of its own, or with a bucket (MEDIA_S3_BUCKET)
+    a key prefix of its own, emptied afterwards (xdist workers share the bucket)."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.SIMULATOR_ROOT = tmp_path / "simulator"
+    default = settings.STORAGES["default"]
+    if "bucket_name" not in default.get("OPTIONS", {}):
+        yield
+        return
+    from playground.lib.bucket import BucketStorage
+
+    prefix = f"tests/{uuid.uuid4().hex}"
+    options = {**default["OPTIONS"], "location": prefix}
+    settings.STORAGES = {**settings.STORAGES, "default": {**default, "OPTIONS": options}}
+    yield
+    BucketStorage(**options).bucket.objects.filter(Prefix=prefix + "/").delete()
+
+
+@pytest.fixture
+def local_files(settings) -> None:
+    """Files under MEDIA_ROOT even when the suite runs with a bucket: for the tests of what
+    only local files do (our own Range answers, the instance's signed download route)."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "playground.lib.media.LocalMediaStorage"},
+    }
 
 
 @pytest.fixture
@@ -84,6 +109,15 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     poster = folder / "clip.jpg"
     video.save_poster(mp4, poster)
     return mp4, poster
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    """Every test starts with an empty cache (on Redis it outlives the test otherwise), so a
+    rate limit or a lock left by one never reaches the next."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture(autouse=True)

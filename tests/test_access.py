@@ -15,10 +15,16 @@ from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
 
-from playground.lib.media import media_path
 from playground.runs.models import Reference, Run, ShareLink
 from playground.runs.references import SIGNING_SALT, signed_reference_url
-from tests.builders import make_reference, make_run, signup_data
+from tests.builders import (
+    is_stored,
+    make_reference,
+    make_run,
+    served_bytes,
+    serves_file,
+    signup_data,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -28,8 +34,8 @@ def live_links(run: Run) -> list[str]:
 
 
 def body(response) -> bytes:
-    if response.streaming:
-        return b"".join(response.streaming_content)
+    if response.status_code == 302 or response.streaming:
+        return served_bytes(response)
     return response.content
 
 
@@ -119,19 +125,15 @@ def test_it_removes_a_user_with_their_runs_references_and_files(owner, stranger,
     run = make_run(owner, clip, reference=reference)
     make_run(owner, clip, status="failed", reference=reference)
     theirs = make_run(stranger, clip)
-    files = [
-        media_path(run.result.name),
-        media_path(run.poster.name),
-        media_path(reference.file.name),
-    ]
-    assert all(f.is_file() for f in files)
+    files = [run.result.name, run.poster.name, reference.file.name]
+    assert all(is_stored(name) for name in files)
 
     owner.delete()  # what the admin's "delete user" does
 
     assert not Run.objects.filter(user_id=owner.pk).exists()
     assert not Reference.objects.filter(user_id=owner.pk).exists()
-    assert not any(f.exists() for f in files)
-    assert Run.objects.filter(pk=theirs.pk).exists() and media_path(theirs.result.name).is_file()
+    assert not any(is_stored(name) for name in files)
+    assert Run.objects.filter(pk=theirs.pk).exists() and is_stored(theirs.result.name)
 
 
 # --- Other users' runs do not exist for you -----------------------------------------------
@@ -168,7 +170,7 @@ def test_it_answers_404_to_a_stranger_for_the_owners_run(
     done_after, live_after = Run.objects.get(pk=done.pk), Run.objects.get(pk=live.pk)
     assert live_links(done_after) == [token]  # not revoked, none added
     assert live_after.status == "queued" and not live_after.cancel_requested
-    assert media_path(done.result.name).is_file() and media_path(done.poster.name).is_file()
+    assert is_stored(done.result.name) and is_stored(done.poster.name)
 
 
 @pytest.mark.parametrize("name", ["reference_video", "reference_poster"])
@@ -178,7 +180,7 @@ def test_it_answers_404_to_a_stranger_for_the_owners_reference(
     reference = make_reference(owner, clip)
     url = reverse(name, args=[reference.code])
 
-    assert owner_client.get(url).status_code == 200
+    assert serves_file(owner_client.get(url))
     assert stranger_client.get(url).status_code == 404
 
 
@@ -236,10 +238,10 @@ def test_it_shares_a_completed_run_with_anyone_holding_the_link(owner_client, cl
     assert run.reference.name not in content
 
     result = client.get(reverse("shared_result", args=[token]))
-    assert result.status_code == 200
+    assert serves_file(result)
     assert body(result) == clip[0].read_bytes()
     poster = client.get(reverse("shared_poster", args=[token]))
-    assert poster.status_code == 200 and body(poster) == clip[1].read_bytes()
+    assert serves_file(poster) and body(poster) == clip[1].read_bytes()
 
 
 def test_it_makes_a_new_link_each_time_a_run_is_shared(owner_client, owner, clip):
@@ -308,7 +310,8 @@ def _path_of(url: str) -> str:
     return urlsplit(url).path
 
 
-def test_it_serves_the_reference_at_its_signed_url_without_login(client, owner, clip):
+def test_it_serves_the_reference_at_its_signed_url_without_login(client, owner, clip, local_files):
+    """On local files; with a bucket the URL is a presigned one (tests/test_storage.py)."""
     reference = make_reference(owner, clip)
 
     url = signed_reference_url(reference)
@@ -321,7 +324,7 @@ def test_it_serves_the_reference_at_its_signed_url_without_login(client, owner, 
     assert body(response) == clip[0].read_bytes()
 
 
-def test_it_refuses_a_tampered_signed_reference_url(client, owner, clip):
+def test_it_refuses_a_tampered_signed_reference_url(client, owner, clip, local_files):
     reference = make_reference(owner, clip)
     path = _path_of(signed_reference_url(reference))
     token = path.rsplit("/", 1)[1]
@@ -335,7 +338,7 @@ def test_it_refuses_a_tampered_signed_reference_url(client, owner, clip):
     assert client.get(path).status_code == 200  # the real one still works
 
 
-def test_it_refuses_an_expired_signed_reference_url(client, owner, clip, settings):
+def test_it_refuses_an_expired_signed_reference_url(client, owner, clip, settings, local_files):
     reference = make_reference(owner, clip)
     path = _path_of(signed_reference_url(reference))
     assert client.get(path).status_code == 200
@@ -350,7 +353,9 @@ class _SignerInThePast(signing.TimestampSigner):
         return signing.b62_encode(int(time.time()) - 7 * 3600)
 
 
-def test_it_refuses_a_signed_reference_url_older_than_its_lifetime(client, owner, clip):
+def test_it_refuses_a_signed_reference_url_older_than_its_lifetime(
+    client, owner, clip, local_files
+):
     reference = make_reference(owner, clip)
     old = _SignerInThePast(salt=SIGNING_SALT).sign_object(str(reference.code), compress=True)
     fresh = signing.TimestampSigner(salt=SIGNING_SALT).sign_object(

@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from playground.lib.worddiff import Piece, word_diff
 from playground.runs.models import Run
+from playground.runs.references import reference_for_url
 from tests.builders import generate_data, make_reference, make_run
 
 
@@ -114,7 +115,7 @@ def test_it_exports_a_run_as_json_and_curl_without_the_key(owner_client, owner, 
     body = json.loads(_unescape(html.split('data-export="json">')[1].split("</pre>")[0]))
     assert body["model"] == "kuaishou/kling-video-o1-video-to-video-reference"
     assert body["prompt"] == run.prompt and body["duration"] == 3 and body["keep_audio"] is True
-    assert "/r/" in body["video_url"]  # a signed reference URL
+    assert reference_for_url(body["video_url"]) == run.reference  # signed, ours
     curl = _unescape(html.split('data-export="curl">')[1].split("</pre>")[0])
     words = shlex.split(curl.replace("\\\n", " "))
     assert words[:3] == ["curl", "-X", "POST"] and words[3].endswith("/v1/videos/generations")

@@ -166,8 +166,11 @@ def test_it_plain_http_is_redirected_but_the_health_check_is_not(https, client):
 
 
 @pytest.mark.django_db
-def test_it_machine_endpoints_answer_plain_http_behind_a_tls_proxy(https, client, owner, clip):
-    """The simulator is called, fetches references and posts webhooks over loopback."""
+def test_it_machine_endpoints_answer_plain_http_behind_a_tls_proxy(
+    https, client, owner, clip, local_files
+):
+    """The simulator is called, fetches references and posts webhooks over loopback (with
+    a bucket it fetches references from the bucket instead)."""
     reference_url = urlsplit(signed_reference_url(make_reference(owner, clip)))
     assert reference_url.scheme == "http"  # no PUBLIC_BASE_URL: the loopback address
 
@@ -226,7 +229,9 @@ def test_it_processes_starting_at_once_share_one_secret_key(tmp_path):
 
 
 @pytest.mark.django_db
-def test_it_hands_the_provider_https_reference_urls_behind_tls(https, settings, owner, clip):
+def test_it_hands_the_provider_https_reference_urls_behind_tls(
+    https, settings, owner, clip, local_files
+):
     settings.HTTPS = True
     settings.PUBLIC_BASE_URL = "http://play.example.com"  # as typed, without the s
     url = signed_reference_url(make_reference(owner, clip))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from playground.lib import video
+from playground.lib import media, video
 from playground.runs.models import Run
 from playground.runs.tracker import track_until_idle
 from playground.simulator import store
@@ -31,7 +31,8 @@ def test_it_generates_tracks_and_plays_a_run(gateway, owner_client, good_video):
     assert run.billed_cost_micros == 3 * 168_000
     assert store.job_ids() == [run.provider_job_id]  # one job, submitted once
 
-    facts = video.probe(run.result.path)
+    with media.local_copy(run.result.name) as path:
+        facts = video.probe(path)
     assert facts.codec == "h264" and facts.has_audio
     assert abs(facts.duration - 3) < 0.2
     poll = owner_client.get(reverse("run_status", args=[run.code]), headers={"HX-Request": "true"})

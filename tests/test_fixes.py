@@ -12,13 +12,14 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from playground.lib import conform, video
-from playground.lib.media import media_path
+from playground.lib import conform, media, video
 from playground.runs import fixes
 from playground.runs.models import FixStatus, Reference, ReferenceFix
-from tests.builders import generate_data, make_facts, make_reference
+from tests.builders import generate_data, make_facts, make_reference, stored_bytes, stored_names
 
 pytestmark = pytest.mark.django_db
 
@@ -86,13 +87,18 @@ def mkv_clip(fix_dir: Path) -> Path:
     )
 
 
+def probe_stored(name: str) -> video.VideoFacts:
+    with media.local_copy(name) as path:
+        return video.probe(path)
+
+
 def upload_through_the_form(client, path: Path, **fields: object):
     with path.open("rb") as fh:
         return client.post(reverse("generate"), generate_data(reference_video=fh, **fields))
 
 
 def problem_reference(owner, path: Path, poster: Path | None = None, **fields: object) -> Reference:
-    """A reference kept with problems, its file on disk, as an upload leaves it."""
+    """A reference kept with problems, its file stored, as an upload leaves it."""
     facts = video.probe(path)
     if poster is None:
         poster = path.with_suffix(".jpg")
@@ -153,7 +159,7 @@ def test_it_refuses_a_640x360_upload_with_the_upscaling_message_and_keeps_nothin
     assert "upscaling would only hide the problem" in message
     assert "Fix it" not in response.content.decode()
     assert not Reference.objects.exists()
-    assert not [p for p in media_path().rglob("*") if p.is_file()]
+    assert stored_names() == []
 
 
 # --- The whole flow: a 14 s clip, trimmed ------------------------------------------------
@@ -184,10 +190,10 @@ def test_it_trims_a_too_long_upload_into_a_new_reference_and_keeps_the_original(
     assert copy.derived_from == original and copy.problems == "" and copy.is_usable
     assert abs(copy.duration - 7.0) < 0.1
     assert copy.has_audio and copy.poster
-    made = video.probe(media_path(copy.file.name))
+    made = probe_stored(copy.file.name)
     assert made.codec == "h264" and made.is_mp4_family and not video.reference_problems(made)
     # The original is kept as it was.
-    assert media_path(original.file.name).read_bytes() == long_clip.read_bytes()
+    assert stored_bytes(original.file.name) == long_clip.read_bytes()
     assert Reference.objects.filter(pk=original.pk, problems=LONG_PROBLEM).exists()
 
     progress = owner_client.get(posted.url).content.decode()
@@ -269,7 +275,7 @@ def test_it_keeps_an_mkv_upload_with_a_preview_and_re_encodes_it_to_h264_mp4(
     assert fix.status == FixStatus.DONE, fix.error_message
     assert fix.start == 0 and fix.end is None
     assert fix.result.name == "clip (H.264).mp4"
-    made = video.probe(media_path(fix.result.file.name))
+    made = probe_stored(fix.result.file.name)
     assert made.codec == "h264" and made.is_mp4_family and not video.reference_problems(made)
 
 
@@ -289,8 +295,8 @@ def test_it_converts_once_when_the_task_is_delivered_twice(owner, mkv_clip, tmp_
 
 def test_it_says_why_a_conversion_failed_and_keeps_the_original(owner, mkv_clip, tmp_path):
     reference = problem_reference(owner, mkv_clip)
-    source = media_path(reference.file.name)
-    source.write_text("no longer a video")  # damaged on disk since it was checked
+    # Damaged in storage since it was checked.
+    default_storage.save(reference.file.name, ContentFile(b"no longer a video"))
 
     fix = fixes.start_fix(reference, None, None)
     fixes.run_fix(fix.pk)
@@ -299,7 +305,7 @@ def test_it_says_why_a_conversion_failed_and_keeps_the_original(owner, mkv_clip,
     assert fix.status == FixStatus.FAILED
     assert "The conversion failed" in fix.error_message and "is kept as it was" in fix.error_message
     assert list(Reference.objects.all()) == [reference]
-    assert [p.name for p in media_path("references").iterdir()] == [str(reference.code)]
+    assert default_storage.listdir("references")[0] == [str(reference.code)]
 
 
 # --- The pages --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from django.conf import settings as django_settings
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from django.utils import timezone
@@ -21,7 +21,15 @@ from django.utils import timezone
 from playground.lib import video
 from playground.runs.forms import GenerateForm
 from playground.runs.models import Reference, Run
-from tests.builders import generate_data, make_facts, make_reference, make_run, make_runs
+from tests.builders import (
+    generate_data,
+    make_facts,
+    make_reference,
+    make_run,
+    make_runs,
+    stored_bytes,
+    stored_names,
+)
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db
@@ -136,8 +144,8 @@ def bad_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     return get
 
 
-def media_files() -> list[Path]:
-    return [p for p in Path(django_settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+def media_files() -> list[str]:
+    return stored_names()
 
 
 def upload(path: Path, name: str) -> UploadedFile:
@@ -232,7 +240,10 @@ def test_it_keeps_an_upload_a_conversion_can_fix_and_offers_to_fix_it(
     assert selected_option(content, "duration") == "7"  # the settings stay as typed
     assert data["prompt"] in content
     assert Run.objects.count() == 0
-    assert {p.name for p in media_files()} >= {"poster.jpg", Path(reference.file.name).name}
+    assert {Path(name).name for name in media_files()} >= {
+        "poster.jpg",
+        Path(reference.file.name).name,
+    }
 
 
 def test_it_names_the_size_limit_and_the_size_of_a_file_over_200_mb():
@@ -298,8 +309,8 @@ def test_it_keeps_a_good_upload_when_the_prompt_fails_so_it_is_never_sent_twice(
     reference = Reference.objects.get()
     assert reference.name == good_video.name
     assert (reference.width, reference.height, reference.duration) == (960, 720, 3.5)
-    assert Path(reference.file.path).read_bytes() == good_video.read_bytes()
-    assert Path(reference.poster.path).stat().st_size > 0
+    assert stored_bytes(reference.file.name) == good_video.read_bytes()
+    assert default_storage.size(reference.poster.name) > 0
     content = response.content.decode()
     assert selected_option(content, "reference") == str(reference.code)
     assert selected_option(content, "duration") == "4"
@@ -429,8 +440,9 @@ def test_it_does_not_prefill_from_another_users_run(stranger_client, owner):
     ids=["unset", "loopback", "private"],
 )
 def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
-    owner_client, settings, good_video, public_base_url
+    owner_client, settings, good_video, public_base_url, local_files
 ):
+    """On local files the provider fetches from us (a bucket: tests/test_storage.py)."""
     settings.AIGATEWAY_BASE_URL = "https://api.aigateway.sh"
     settings.PUBLIC_BASE_URL = public_base_url
 
@@ -445,7 +457,9 @@ def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
     assert Run.objects.count() == 0
 
 
-def test_it_accepts_a_public_base_url_for_a_remote_gateway(owner_client, settings, good_video):
+def test_it_accepts_a_public_base_url_for_a_remote_gateway(
+    owner_client, settings, good_video, local_files
+):
     settings.AIGATEWAY_BASE_URL = "https://api.aigateway.sh"
     settings.PUBLIC_BASE_URL = "https://play.example.com"
 

@@ -17,11 +17,11 @@ from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from playground.lib.media import media_path
-from playground.lib.thumbnails import thumbnail_path
+from playground.lib import thumbnails
+from playground.lib.thumbnails import thumbnail_name
 from playground.runs.models import Run
 from playground.runs.spend import spend_chart
-from tests.builders import make_reference, make_run
+from tests.builders import is_stored, make_reference, make_run, served_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -260,7 +260,7 @@ def test_it_deletes_selected_runs_after_a_confirmation(owner_client, owner, stra
 
     assert response.status_code == 302 and response["Location"] == back
     assert set(Run.objects.visible().values_list("pk", flat=True)) == {live.pk, theirs.pk}
-    assert not media_path(done.result.name).exists()
+    assert not is_stored(done.result.name)
     after = owner_client.get(reverse("history")).content.decode()
     assert re.search(r'id="spend-month">([^<]+)<', after)[1] == month_before
 
@@ -335,25 +335,38 @@ def test_it_draws_the_budget_line_only_with_a_budget(owner_client, owner, settin
 # --- Thumbnails ----------------------------------------------------------------------------
 
 
-def test_it_serves_a_small_cached_thumbnail(owner_client, stranger_client, owner, clip):
+def spy(function, calls: list[object]):
+    def called(*args: object) -> object:
+        calls.append(args)
+        return function(*args)
+
+    return called
+
+
+def test_it_serves_a_small_cached_thumbnail(
+    owner_client, stranger_client, owner, clip, monkeypatch
+):
     run = make_run(owner, clip)
     url = reverse("run_thumb", args=[run.code])
+    made: list[object] = []
+    monkeypatch.setattr(thumbnails, "_cover_size", spy(thumbnails._cover_size, made))
 
     response = owner_client.get(url)
 
-    data = b"".join(response.streaming_content)
+    data = served_bytes(response)
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "JPEG" and image.width <= 240
-    thumb = thumbnail_path(media_path(run.poster.name))
-    assert thumb.is_file() and "private" in response["Cache-Control"]
-    made = thumb.stat().st_mtime_ns
-    assert b"".join(owner_client.get(url).streaming_content) == data
-    assert thumb.stat().st_mtime_ns == made  # served from disk, not made again
+    thumb = thumbnail_name(run.poster.name)
+    assert is_stored(thumb) and "private" in response["Cache-Control"]
+    assert made
+    made.clear()
+    assert served_bytes(owner_client.get(url)) == data
+    assert made == []  # the stored one, not made again
     assert stranger_client.get(url).status_code == 404
     assert f'src="{url}"' in owner_client.get(reverse("history")).content.decode()
 
     run.discard()
-    assert not thumb.exists()
+    assert not is_stored(thumb)
 
 
 def test_it_serves_a_references_thumbnail_to_its_owner_only(
@@ -364,7 +377,7 @@ def test_it_serves_a_references_thumbnail_to_its_owner_only(
 
     response = owner_client.get(url)
 
-    with Image.open(io.BytesIO(b"".join(response.streaming_content))) as image:
+    with Image.open(io.BytesIO(served_bytes(response))) as image:
         assert image.width <= 240
     assert stranger_client.get(url).status_code == 404
 

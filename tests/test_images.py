@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import httpx
 import pytest
-from django.conf import settings as django_settings
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile, UploadedFile
 from django.urls import reverse
 from django.utils import timezone
@@ -24,14 +24,23 @@ from PIL import Image
 
 from playground import kling
 from playground.gateway import gateway_from_settings
+from playground.lib import media
 from playground.runs import steps
 from playground.runs.forms import GenerateForm
 from playground.runs.images import ImageRejected, store_image
 from playground.runs.models import Reference, Run, RunImage
-from playground.runs.references import reference_for_token, signed_reference_url
+from playground.runs.references import reference_for_token, reference_for_url, signed_reference_url
 from playground.runs.tracker import track_until_idle
 from playground.simulator import store
-from tests.builders import ScriptedProvider, generate_data, make_reference, make_run
+from tests.builders import (
+    ScriptedProvider,
+    generate_data,
+    make_reference,
+    make_run,
+    served_bytes,
+    stored_bytes,
+    stored_names,
+)
 
 pytestmark = pytest.mark.django_db
 live = pytest.mark.django_db(transaction=True)
@@ -88,8 +97,8 @@ def library_image(user, path: Path) -> Reference:
     return store_image(user, upload(path))
 
 
-def media_files() -> list[Path]:
-    return [p for p in Path(django_settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+def media_files() -> list[str]:
+    return stored_names()
 
 
 def checked_images(content: str) -> list[str]:
@@ -183,8 +192,8 @@ def test_it_keeps_stored_images_in_order_when_another_field_fails(
         0,
         0,
     )
-    assert Path(wide.file.path).read_bytes() == image_file("wide.jpg").read_bytes()  # as sent
-    with Image.open(square.poster.path) as thumb:
+    assert stored_bytes(wide.file.name) == image_file("wide.jpg").read_bytes()  # as sent
+    with Image.open(io.BytesIO(stored_bytes(square.poster.name))) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) <= 160
     assert form.stored_images == [earlier, square, wide]
     # The page comes back with all three ticked, @Image1 first, so nothing is sent twice.
@@ -246,10 +255,14 @@ def test_it_does_not_offer_or_accept_another_users_image(
     assert not Run.objects.filter(user=stranger).exists()
     for name in ("reference_image", "reference_poster"):
         assert stranger_client.get(reverse(name, args=[theirs.code])).status_code == 404
-        assert owner_client.get(reverse(name, args=[theirs.code])).status_code == 200
+        answer = owner_client.get(reverse(name, args=[theirs.code])).status_code
+        assert answer == (200 if media.is_local() else 302)  # with a bucket, a redirect to it
     full = owner_client.get(reverse("reference_image", args=[theirs.code]))
-    assert full["Content-Type"] == "image/png"
-    assert b"".join(full.streaming_content) == image_file("square.png").read_bytes()
+    if full.status_code == 302:  # to the bucket, signed to answer with the type
+        assert "response-content-type=image%2Fpng" in full["Location"]
+    else:
+        assert full["Content-Type"] == "image/png"
+    assert served_bytes(full) == image_file("square.png").read_bytes()
 
 
 def test_it_offers_only_usable_videos_as_the_reference(owner, image_file):
@@ -308,7 +321,10 @@ def test_it_lists_images_and_deletes_one_only_when_no_run_cites_it(owner_client,
 # --- what the provider is sent ----------------------------------------------------------------
 
 
-def test_it_sends_signed_image_urls_the_download_view_serves(client, owner, settings, image_file):
+def test_it_sends_signed_image_urls_the_download_view_serves(
+    client, owner, settings, image_file, local_files
+):
+    """On local files; with a bucket, the provider fetches from it (tests/test_storage.py)."""
     images = [library_image(owner, image_file(n)) for n in ("wide.jpg", "square.png")]
     run = make_run(owner, status="pending", next_poll_at=timezone.now())
     for position, image in enumerate(images, start=1):
@@ -328,7 +344,7 @@ def test_it_sends_signed_image_urls_the_download_view_serves(client, owner, sett
     for url, image, kind in zip(urls, images, ("image/jpeg", "image/png"), strict=True):
         response = client.get(url.removeprefix(f"http://127.0.0.1:{settings.PORT}"))
         assert response.status_code == 200 and response["Content-Type"] == kind
-        assert b"".join(response.streaming_content) == Path(image.file.path).read_bytes()
+        assert b"".join(response.streaming_content) == stored_bytes(image.file.name)
     token = urls[0].rsplit("/", 1)[1]
     assert client.get(reverse("reference_download", args=[token[:-2] + "xx"])).status_code == 404
     settings.REFERENCE_URL_MAX_AGE_SECONDS = -1  # every token has expired
@@ -401,7 +417,7 @@ def test_the_simulator_fails_a_job_whose_image_it_cannot_fetch_or_read(
     video_url = signed_reference_url(make_reference(owner, clip))
     gone = library_image(owner, image_file("square.png"))
     gone_url = signed_reference_url(gone)
-    Path(gone.file.path).unlink()  # the download view answers 404 for it now
+    default_storage.delete(gone.file.name)  # its URL answers 404 now
     client = gateway_from_settings(attempts=1)
     try:
         jobs = [
@@ -424,7 +440,11 @@ def test_the_simulator_fails_a_job_whose_image_it_cannot_fetch_or_read(
     finally:
         client.close()
     assert missing.status == "failed"
-    assert missing.error_message == "Could not download reference image 1 (HTTP 404)."
+    # A bucket may answer a missing key with 403, as S3 does to a signer who may not list it.
+    statuses = ["404"] if media.is_local() else ["403", "404"]
+    assert missing.error_message in [
+        f"Could not download reference image 1 (HTTP {status})." for status in statuses
+    ]
     assert not_image.status == "failed"
     assert "Reference image 1" in not_image.error_message
     assert "JPEG or PNG" in not_image.error_message
@@ -448,12 +468,12 @@ def test_a_run_with_an_image_shows_it_in_the_corner_of_the_result(
     run.refresh_from_db()
     assert run.status == "completed", run.error_message
     job = store.SimJob.load(run.provider_job_id)
-    assert [reference_for_token(url.rsplit("/", 1)[1]) for url in job.image_urls] == [image]
+    assert [reference_for_url(url) for url in job.image_urls] == [image]
     # The simulator fetched the very file uploaded, and dropped it after rendering.
     assert job.image_sha256 == [hashlib.sha256(image_file("square.png").read_bytes()).hexdigest()]
     assert list((store.root() / "inputs").iterdir()) == []
 
-    with av.open(run.result.path) as result:
+    with media.local_copy(run.result.name) as path, av.open(str(path)) as result:
         frames = [f.to_ndarray(format="rgb24") for f in result.decode(video=0)]
     assert frames[0].shape == (1080, 1080, 3)
     # Corner 1 (top left, under the SIMULATED strip) holds the image in the middle half only.

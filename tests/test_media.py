@@ -1,19 +1,24 @@
-"""Media files: HTTP Range for seeking, downloads, and files going with their run."""
+"""Media files: HTTP Range for seeking, downloads, and files going with their run.
+
+The Range tests are of lib/ranged.py, so they run on local files even when the suite runs
+with a bucket (which answers Range itself: tests/test_storage.py); the others run on both.
+"""
 
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import reverse
 
-from playground.lib.media import media_path
 from playground.runs.models import Run, ShareLink
-from tests.builders import make_reference, make_run
+from tests.builders import is_stored, make_reference, make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +29,7 @@ def body(response) -> bytes:
 
 
 @pytest.fixture(params=["run_result", "shared_result", "reference_video"])
-def media(request, client: Client, owner: User, clip: tuple[Path, Path]):
+def media(request, client: Client, owner: User, clip: tuple[Path, Path], local_files):
     """(client, url, bytes on disk) for each view that serves a video."""
     # The reference differs from the result, so a view serving the wrong file is caught.
     reference_source = Path(django_settings.MEDIA_ROOT).parent / "reference-source.mp4"
@@ -228,17 +233,30 @@ def test_it_offers_the_result_as_a_download_on_request(owner_client, owner, clip
     run = make_run(owner, clip)
     url = reverse("run_result", args=[run.code])
 
-    download = owner_client.get(url, {"download": "1"})
-    inline = owner_client.get(url)
-    ranged = owner_client.get(url, {"download": "1"}, headers={"Range": "bytes=0-9"})
+    download = _fetched(owner_client.get(url, {"download": "1"}))
+    inline = _fetched(owner_client.get(url))
+    range_ = {"Range": "bytes=0-9"}
+    ranged = _fetched(owner_client.get(url, {"download": "1"}, headers=range_), range_)
 
     assert download.status_code == 200
-    assert download["Content-Disposition"] == f'attachment; filename="kling-{run.code}.mp4"'
-    assert body(download) == clip[0].read_bytes()
-    assert not inline.get("Content-Disposition", "").startswith("attachment")
+    assert download.headers["Content-Disposition"] == (
+        f'attachment; filename="kling-{run.code}.mp4"'
+    )
+    assert download.content == clip[0].read_bytes()
+    assert not inline.headers.get("Content-Disposition", "").startswith("attachment")
     assert ranged.status_code == 206
-    assert ranged["Content-Disposition"].startswith("attachment")
-    assert body(ranged) == clip[0].read_bytes()[:10]
+    assert ranged.headers["Content-Disposition"].startswith("attachment")
+    assert ranged.content == clip[0].read_bytes()[:10]
+
+
+def _fetched(response, headers: dict[str, str] | None = None) -> httpx.Response:
+    """The answer the browser ends with: the view's own, or the bucket's after its redirect
+    (as an httpx response either way, so both are read alike)."""
+    if response.status_code == 302:
+        return httpx.get(response["Location"], headers=headers or {})
+    return httpx.Response(
+        response.status_code, headers=dict(response.items()), content=body(response)
+    )
 
 
 def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
@@ -247,15 +265,15 @@ def test_it_serves_posters_as_jpeg(owner_client, owner, clip):
     poster = owner_client.get(reverse("run_poster", args=[run.code]))
     reference_poster = owner_client.get(reverse("reference_poster", args=[run.reference.code]))
 
-    for response in (poster, reference_poster):
+    for response in (_fetched(poster), _fetched(reference_poster)):
         assert response.status_code == 200
-        assert response["Content-Type"] == "image/jpeg"
-        assert body(response) == clip[1].read_bytes()
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert response.content == clip[1].read_bytes()
 
 
-def test_it_answers_404_when_the_file_is_missing_from_disk(owner_client, owner, clip):
+def test_it_answers_404_when_the_file_is_missing_from_storage(owner_client, owner, clip):
     run = make_run(owner, clip)
-    media_path(run.result.name).unlink()
+    default_storage.delete(run.result.name)
 
     assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
 
@@ -264,17 +282,17 @@ def test_it_deletes_a_runs_files_with_the_run(owner_client, owner, clip):
     reference = make_reference(owner, clip)
     run = make_run(owner, clip, reference=reference)
     kept = make_run(owner, clip, reference=reference)
-    result, poster = media_path(run.result.name), media_path(run.poster.name)
-    assert result.is_file() and poster.is_file()
+    result, poster = run.result.name, run.poster.name
+    assert is_stored(result) and is_stored(poster)
 
     response = owner_client.post(reverse("run_delete", args=[run.code]))
 
     assert response.status_code == 302 and response["Location"] == reverse("history")
     assert not Run.objects.visible().filter(pk=run.pk).exists()
-    assert not result.exists() and not poster.exists()
+    assert not is_stored(result) and not is_stored(poster)
     # The other run and the reference (reusable for new runs) keep their files.
-    assert media_path(kept.result.name).is_file() and media_path(kept.poster.name).is_file()
-    assert media_path(reference.file.name).is_file() and media_path(reference.poster.name).is_file()
+    assert is_stored(kept.result.name) and is_stored(kept.poster.name)
+    assert is_stored(reference.file.name) and is_stored(reference.poster.name)
     assert owner_client.get(reverse("run_result", args=[run.code])).status_code == 404
 
 

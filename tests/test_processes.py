@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -23,13 +24,13 @@ import pytest
 from django.conf import settings
 from django_q.brokers import get_broker
 from django_q.conf import Conf
-from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 from gunicorn.config import Config
 
 from playground.runs import previews
 from playground.runs.management.commands.serve import process_commands, split_env
 from tests.builders import make_reference, make_user
+from tests.services import own_services
 from tests.stack import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,12 +80,14 @@ def test_it_queues_previews_on_their_own_cluster(
     reference = make_reference(make_user(), codec="hevc")
     with django_capture_on_commit_callbacks(execute=True):
         previews.schedule_preview(reference)
-    assert list(OrmQ.objects.values_list("key", flat=True)) == ["previews"]
+    # On either broker (the ORM's, or Redis with REDIS_URL): one task, on the previews queue.
+    main = get_broker()
+    assert (main.queue_size(), get_broker(previews.CLUSTER).queue_size()) == (0, 1)
     time.sleep(0.01)  # the ORM broker hands out tasks locked before now
 
     # What the main cluster's pusher asks its broker for: nothing.
-    main = get_broker()
-    assert main.list_key == settings.Q_CLUSTER["name"] == "playground"
+    assert Conf.CLUSTER_NAME == settings.Q_CLUSTER["name"] == "playground"
+    assert main.list_key in {"playground", "django_q:playground:q"}
     assert not main.dequeue()
     # What the previews cluster's pusher asks for: the transcode.
     [(_, payload)] = get_broker(previews.CLUSTER).dequeue()
@@ -103,7 +106,7 @@ class MakeRun:
     """`make run` in a session of its own, as a terminal would start it, on a throwaway
     VAR_DIR whose path marks every process it starts (in /proc/<pid>/environ)."""
 
-    def __init__(self, var: Path) -> None:
+    def __init__(self, var: Path, services: dict[str, str]) -> None:
         self.var = var
         self.port = free_port()
         self.output = var / "make-run.log"
@@ -116,6 +119,7 @@ class MakeRun:
             SECRET_KEY="processes-test-secret-key-not-for-production",
             WEB_WORKERS="1",
             Q_WORKERS="1",
+            **services,
         )
         # `-o`: never reinstall the venv here, even if pyproject.toml is newer than it.
         self.process = subprocess.Popen(
@@ -134,8 +138,9 @@ class MakeRun:
         def up() -> bool:
             if self.process.poll() is not None:
                 raise AssertionError(f"make run ended early:\n{self.log()}")
-            log = self.log()
-            if "[playground] running." not in log or "[previews] running." not in log:
+            # A cluster names its queue: `[playground]`, or `[django_q:playground:q]` on Redis.
+            running = set(re.findall(r"\[(?:django_q:)?(\w+)(?::q)?\] running\.", self.log()))
+            if not {"playground", "previews"} <= running:
                 return False
             try:
                 return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
@@ -201,11 +206,20 @@ def environ(pid: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def migrated_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A VAR_DIR migrated once, so each `make run` below finds nothing to apply."""
+def services() -> Iterator[dict[str, str]]:
+    """On the real engines (tests/postgres.py), a database, Redis database and bucket of
+    this module's own, which the `make run`s below use one after another."""
+    with own_services(os.environ) as overrides:
+        yield overrides
+
+
+@pytest.fixture(scope="module")
+def migrated_var(tmp_path_factory: pytest.TempPathFactory, services: dict[str, str]) -> Path:
+    """A VAR_DIR (and database) migrated once, so each `make run` below finds nothing to apply."""
     var = tmp_path_factory.mktemp("migrated") / "var"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings", "VAR_DIR": str(var)}
     env["SECRET_KEY"] = "processes-test-secret-key-not-for-production"
+    env.update(services)
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,
@@ -217,10 +231,10 @@ def migrated_var(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def make_run_up(migrated_var: Path, tmp_path: Path):
+def make_run_up(migrated_var: Path, services: dict[str, str], tmp_path: Path):
     var = tmp_path / f"var-{uuid.uuid4().hex[:8]}"
     shutil.copytree(migrated_var, var)
-    running = MakeRun(var)
+    running = MakeRun(var, services)
     try:
         running.wait_until_up()
         yield running
@@ -300,7 +314,7 @@ def test_ctrl_c_stops_everything_cleanly(make_run_up):
     make_run_up.seconds_until_gone(ended, timeout=1)  # and nothing outlived it
     log = make_run_up.log()
     assert "Stopped." in log and "Traceback" not in log, log
-    clusters = re.findall(r"Q Cluster (\S+) \[(\w+)\] running\.", log)
+    clusters = re.findall(r"Q Cluster (\S+) \[(?:django_q:)?(\w+)(?::q)?\] running\.", log)
     assert sorted(queue for _, queue in clusters) == ["playground", "previews"], log
     for name, _ in clusters:
         assert f"Q Cluster {name} has stopped." in log, log  # gracefully, not killed

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.stack import ROOT, free_port, wait_for
-
-REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"
+from tests.services import REDIS, redis_server
+from tests.stack import ROOT
 
 # Run in a fresh interpreter: settings read the environment once, at start.
 PROBE = """
@@ -39,29 +36,12 @@ print(json.dumps({
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
+def redis_url() -> Iterator[str]:
+    """A server of this test's own (not the pass's REDIS_URL): the probe starts empty."""
     if not Path(REDIS).exists():
         pytest.skip("redis-server is not installed (make test installs it)")
-    port = free_port()
-    server = subprocess.Popen(
-        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: _accepts(port), timeout=10)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    with redis_server() as url:
+        yield url
 
 
 def test_it_queues_tasks_and_caches_in_redis_given_redis_url(redis_url, tmp_path):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from playground.lib import video
-from playground.lib.media import media_path
+from playground.lib import media, video
 from playground.runs.models import Reference, Run
-from tests.builders import generate_data
+from tests.builders import generate_data, served_bytes, stored_bytes, stored_names
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,13 +43,14 @@ def test_it_makes_an_h264_preview_and_keeps_the_original(owner_client, request, 
     assert response.status_code == 200  # the empty prompt fails; the upload is kept
     reference = Reference.objects.get()
     assert reference.needs_preview and reference.preview, "no preview was made"
-    original = media_path(reference.file.name)
-    assert original.read_bytes() == source.read_bytes()  # the provider gets it untouched
-    preview = video.probe(media_path(reference.preview.name))
+    # The provider gets the original untouched.
+    assert stored_bytes(reference.file.name) == source.read_bytes()
+    with media.local_copy(reference.preview.name) as path:
+        preview = video.probe(path)
     assert preview.codec == "h264" and preview.browser_playable
     assert abs(preview.duration - reference.duration) < 0.2
     served = owner_client.get(reverse("reference_video", args=[reference.code]))
-    assert b"".join(served.streaming_content) == media_path(reference.preview.name).read_bytes()
+    assert served_bytes(served) == stored_bytes(reference.preview.name)
 
 
 def test_it_lists_references_with_their_facts(owner_client, good_video):
@@ -66,17 +66,19 @@ def test_it_keeps_a_reference_used_by_runs_and_says_so(owner_client, owner, good
     owner_client.post(reverse("generate"), generate_data(good_video))
     run = Run.objects.get()
     reference = run.reference
-    folder = media_path(reference.file.name).parent
+    folder = f"references/{reference.code}"
+    kept = stored_names(folder)
     response = owner_client.post(reverse("reference_delete", args=[reference.code]), follow=True)
     assert "used by 1 run" in response.content.decode()
-    assert folder.exists() and Reference.objects.filter(pk=reference.pk).exists()
+    assert reference.file.name in kept and stored_names(folder) == kept
+    assert Reference.objects.filter(pk=reference.pk).exists()
 
     run.status = "failed"
     run.save()
     owner_client.post(reverse("run_delete", args=[run.code]))
     owner_client.post(reverse("reference_delete", args=[reference.code]))
     assert not Reference.objects.exists()
-    assert not folder.exists()
+    assert stored_names(folder) == []
 
 
 def test_it_hides_other_users_references(owner_client, stranger_client, good_video):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +17,7 @@ from playground.lib import video
 from playground.runs import steps
 from playground.runs.models import Run
 from playground.runs.tracker import Loop, run_loop
-from tests.builders import ScriptedProvider, make_run
+from tests.builders import ScriptedProvider, make_run, stored_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -143,7 +142,7 @@ def test_it_fetches_and_bills_a_job_that_finished_as_the_deadline_passed(past_de
 
     assert run.status == "completed", (run.status, run.error_message)
     assert run.billed_cost_micros == 3 * PRICE and run.cost_source == "computed"
-    assert Path(run.result.path).read_bytes() == clip[0].read_bytes()
+    assert stored_bytes(run.result.name) == clip[0].read_bytes()
 
 
 def test_it_keeps_trying_to_cancel_after_the_deadline_when_the_gateway_is_down(past_deadline):

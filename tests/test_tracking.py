@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -89,7 +90,7 @@ def assert_completed_once(run: Run) -> None:
     assert run.status == "completed", (run.error_message, run.notice)
     assert store.job_ids() == [run.provider_job_id]  # one job, paid once
     assert run.billed_cost_micros == run.duration * PRICE
-    assert run.result and Path(run.result.path).stat().st_size > 0
+    assert run.result and default_storage.size(run.result.name) > 0
     assert run.notice == ""
 
 

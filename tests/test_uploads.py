@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from django.http.multipartparser import MultiPartParser
 from django.test import Client
@@ -20,12 +22,12 @@ from django.urls import reverse
 
 from playground import kling
 from playground.lib import video
-from playground.lib.media import media_path, size_label
+from playground.lib.media import size_label
 from playground.lib.uploads import BODY_MARGIN_BYTES
 from playground.runs.forms import GenerateForm
 from playground.runs.models import Reference, Run
 from playground.runs.references import storage_use
-from tests.builders import generate_data, make_reference, make_run
+from tests.builders import generate_data, make_reference, make_run, stored_bytes, stored_names
 from tests.videos import make_video
 
 pytestmark = pytest.mark.django_db
@@ -72,8 +74,8 @@ def temp_files() -> list[str]:
     return os.listdir(django_settings.FILE_UPLOAD_TEMP_DIR)
 
 
-def media_files() -> list[Path]:
-    return [p for p in Path(django_settings.MEDIA_ROOT).rglob("*") if p.is_file()]
+def media_files() -> list[str]:
+    return stored_names()
 
 
 def selected_option(content: str, select_name: str) -> str | None:
@@ -184,7 +186,7 @@ def test_it_takes_an_upload_exactly_at_the_limit(
 
     run = Run.objects.get()
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
-    assert media_path(run.reference.file.name).read_bytes() == good_video.read_bytes()
+    assert stored_bytes(run.reference.file.name) == good_video.read_bytes()
     assert stored[storage] == size
     assert temp_files() == []
 
@@ -261,13 +263,13 @@ def test_it_counts_references_previews_and_results_towards_the_quota(
     owner: User, stranger: User, clip
 ):
     reference = make_reference(owner, clip)
-    preview = media_path(reference.file.name).with_name("preview.mp4")
-    preview.write_bytes(b"\0" * 12_345)
-    reference.preview = str(Path(reference.file.name).with_name("preview.mp4"))
+    preview = f"references/{reference.code}/preview.mp4"
+    default_storage.save(preview, ContentFile(b"\0" * 12_345))
+    reference.preview = preview
     reference.save()
     make_run(owner, clip, reference=reference)  # its result is a copy of the clip
     gone = make_run(owner, clip, reference=reference)
-    media_path(gone.result.name).unlink()  # a result no longer on disk takes no room
+    default_storage.delete(gone.result.name)  # a result no longer stored takes no room
     make_run(stranger, clip)  # someone else's files are theirs
 
     clip_size = clip[0].stat().st_size

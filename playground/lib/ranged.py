@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import mimetypes
 import re
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
+from django.core.files.storage import default_storage
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.utils.http import http_date
 
@@ -19,8 +22,8 @@ CHUNK = 256 * 1024
 class _Slice:
     """A read-only file window [start, start+length) that FileResponse can stream."""
 
-    def __init__(self, path: Path, start: int, length: int) -> None:
-        self.fh = path.open("rb")
+    def __init__(self, fh: IO[bytes], start: int, length: int) -> None:
+        self.fh = fh
         self.fh.seek(start)
         self.remaining = length
 
@@ -78,9 +81,56 @@ def ranged_file_response(
     filename: str | None = None,
     as_attachment: bool = False,
 ) -> HttpResponseBase:
-    """200 with the whole file, 206 for a satisfiable single range, 416 otherwise."""
-    size = path.stat().st_size
-    content_type = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    """A file on disk: 200 with the whole file, 206 for a satisfiable single range, 416
+    otherwise."""
+    stat = path.stat()
+    return _ranged(
+        request,
+        lambda: path.open("rb"),
+        size=stat.st_size,
+        modified=stat.st_mtime,
+        name=path.name,
+        content_type=content_type,
+        filename=filename,
+        as_attachment=as_attachment,
+    )
+
+
+def ranged_stored_response(
+    request: HttpRequest,
+    name: str,
+    *,
+    content_type: str | None = None,
+    filename: str | None = None,
+    as_attachment: bool = False,
+) -> HttpResponseBase:
+    """The same for a file in the default storage (the views redirect to a bucket instead,
+    which honours Range itself)."""
+    modified: datetime = default_storage.get_modified_time(name)
+    return _ranged(
+        request,
+        lambda: default_storage.open(name, "rb"),
+        size=default_storage.size(name),
+        modified=modified.timestamp(),
+        name=name,
+        content_type=content_type,
+        filename=filename,
+        as_attachment=as_attachment,
+    )
+
+
+def _ranged(
+    request: HttpRequest,
+    opener: Callable[[], IO[bytes]],
+    *,
+    size: int,
+    modified: float,
+    name: str,
+    content_type: str | None,
+    filename: str | None,
+    as_attachment: bool,
+) -> HttpResponseBase:
+    content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
     span = _requested_span(request.headers.get("Range", ""), size)
     if span == "unsatisfiable":
         refusal = HttpResponse(status=416)
@@ -90,16 +140,18 @@ def ranged_file_response(
     if span is not None:
         start, end = span
         length = end - start + 1
-        streamed = FileResponse(_Slice(path, start, length), status=206, content_type=content_type)
+        streamed = FileResponse(
+            _Slice(opener(), start, length), status=206, content_type=content_type
+        )
         streamed["Content-Range"] = f"bytes {start}-{end}/{size}"
     else:
-        streamed = FileResponse(path.open("rb"), content_type=content_type)
+        streamed = FileResponse(opener(), content_type=content_type)
         length = size
     streamed.block_size = CHUNK
     streamed["Content-Length"] = str(length)
     response = streamed
     response["Accept-Ranges"] = "bytes"
-    response["Last-Modified"] = http_date(path.stat().st_mtime)
+    response["Last-Modified"] = http_date(modified)
     response["Cache-Control"] = "private, max-age=3600"
     disposition = "attachment" if as_attachment else "inline"
     if filename:

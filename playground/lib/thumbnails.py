@@ -8,10 +8,11 @@ removes the thumbnail with it (see `remove_thumbnail`).
 
 from __future__ import annotations
 
-import os
-import secrets
-from pathlib import Path
+import io
+import posixpath
 
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from PIL import Image
 
 # Lists show posters at 96×54 CSS px (history; Generate's recent runs smaller), and the
@@ -24,38 +25,37 @@ THUMB_BOX = (96, 54)
 QUALITY = 60
 
 
-def thumbnail_path(poster: Path) -> Path:
-    return poster.with_name(poster.stem + ".thumb.jpg")
+def thumbnail_name(poster: str) -> str:
+    """The stored name of a poster's thumbnail: `a/poster.jpg` → `a/poster.thumb.jpg`."""
+    return posixpath.splitext(poster)[0] + ".thumb.jpg"
 
 
-def thumbnail(poster: Path) -> Path:
-    """The poster's thumbnail, made now if it is missing or older than the poster.
+def thumbnail(poster: str) -> str:
+    """The stored name of the poster's thumbnail, made now if it is missing or older than
+    the poster.
 
-    Two requests racing both write a complete file under a name of their own and rename it
-    into place, so no reader ever sees half a JPEG.
+    Two requests racing both store a complete file; the store replaces a file whole (see
+    lib/media.LocalMediaStorage; a bucket's PUT does), so no reader sees half a JPEG.
     """
-    thumb = thumbnail_path(poster)
-    try:
-        if thumb.stat().st_mtime >= poster.stat().st_mtime:
-            return thumb
-    except FileNotFoundError:
-        pass
-    with Image.open(poster) as image:
+    thumb = thumbnail_name(poster)
+    if default_storage.exists(thumb) and (
+        default_storage.get_modified_time(thumb) >= default_storage.get_modified_time(poster)
+    ):
+        return thumb
+    # A poster is a few tens of KB: read whole, it is no burden.
+    with default_storage.open(poster, "rb") as fh, Image.open(io.BytesIO(fh.read())) as image:
         # JPEG decoding can scale by 1/2, 1/4, 1/8 on the way in: far less work than
         # decoding 640 px and shrinking afterwards.
         image.draft("RGB", _cover_size(image.size))
         small = image.convert("RGB").resize(_cover_size(image.size), Image.Resampling.LANCZOS)
-    partial = thumb.with_name(f".{thumb.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        small.save(partial, "JPEG", quality=QUALITY, optimize=True)
-        os.replace(partial, thumb)
-    finally:
-        partial.unlink(missing_ok=True)
-    return thumb
+    out = io.BytesIO()
+    small.save(out, "JPEG", quality=QUALITY, optimize=True)
+    return default_storage.save(thumb, ContentFile(out.getvalue()))
 
 
-def remove_thumbnail(poster: Path) -> None:
-    thumbnail_path(poster).unlink(missing_ok=True)
+def remove_thumbnail(poster: str) -> None:
+    if poster:
+        default_storage.delete(thumbnail_name(poster))
 
 
 def _cover_size(size: tuple[int, int]) -> tuple[int, int]:

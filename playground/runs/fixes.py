@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from django.db import transaction
 from django_q.tasks import async_task
 
 from playground import kling
-from playground.lib import conform, video
-from playground.lib.media import media_path
+from playground.lib import conform, media, video
 from playground.runs.models import FixStatus, Reference, ReferenceFix
 from playground.runs.previews import CLUSTER
 from playground.runs.references import save_reference, storage_use
@@ -147,21 +145,19 @@ def run_fix(fix_pk: int) -> str:
         return "nothing to do"
     source = fix.source
     code = uuid.uuid4()
-    folder = media_path("references", str(code))
-    folder.mkdir(parents=True, exist_ok=True)
-    target, poster = folder / "original.mp4", folder / "poster.jpg"
+    folder = f"references/{code}"
     try:
-        reference = _convert(fix, code, folder, target, poster)
+        reference = _convert(fix, code, folder)
     except TakenOver:
-        shutil.rmtree(folder, ignore_errors=True)
+        media.delete_folder(folder)
         return f"fix {fix.code} was finished by another worker"
     except (FixFailed, av.FFmpegError, video.UnreadableVideo, OSError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
+        media.delete_folder(folder)
         message = str(exc) if isinstance(exc, FixFailed) else f"The conversion failed: {exc}."
         fix.fail(f"{message} “{source.name}” is kept as it was.")
         return f"fix {fix.code} failed"
     except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
+        media.delete_folder(folder)
         log.exception("fix %s crashed", fix.code)
         fix.fail(f"The conversion failed unexpectedly. “{source.name}” is kept as it was.")
         raise
@@ -176,31 +172,36 @@ class TakenOver(Exception):
     """Another worker took the fix over (see ReferenceFix.claim) and finished it first."""
 
 
-def _convert(
-    fix: ReferenceFix, code: uuid.UUID, folder: Path, target: Path, poster: Path
-) -> Reference:
+def _convert(fix: ReferenceFix, code: uuid.UUID, folder: str) -> Reference:
     source = fix.source
-    part = folder / "original.part.mp4"
-    facts = conform.conform(
-        media_path(source.file.name),
-        part,
-        start=fix.start,
-        # The whole clip ends where its probed length says: a file holding more frames
-        # than its header promised is not converted past it.
-        end=fix.end if fix.end is not None else fix.source.duration + SLACK,
-        progress=_Progress(fix),
-    )
-    part.replace(target)
-    if problems := video.reference_problems(facts):  # never expected: say it, don't send it
-        raise FixFailed(
-            "The converted copy still breaks the limits: " + " ".join(map(str, problems))
+    with (
+        media.local_copy(source.file.name) as original,
+        media.scratch(".mp4") as copy,
+        media.scratch(".jpg") as poster,
+    ):
+        facts = conform.conform(
+            original,
+            copy,
+            start=fix.start,
+            # The whole clip ends where its probed length says: a file holding more frames
+            # than its header promised is not converted past it.
+            end=fix.end if fix.end is not None else fix.source.duration + SLACK,
+            progress=_Progress(fix),
         )
-    name = copy_name(source, fix)
-    if problem := storage_use(fix.user).refusal(name, facts.size):
-        raise FixFailed(problem)
-    video.save_poster(target, poster)
+        if problems := video.reference_problems(facts):  # never expected: say it, don't send
+            raise FixFailed(
+                "The converted copy still breaks the limits: " + " ".join(map(str, problems))
+            )
+        name = copy_name(source, fix)
+        if problem := storage_use(fix.user).refusal(name, facts.size):
+            raise FixFailed(problem)
+        video.save_poster(copy, poster)
+        target = media.save(f"{folder}/original.mp4", copy)
+        poster_name = media.save(f"{folder}/poster.jpg", poster)
     with transaction.atomic():
-        reference = save_reference(fix.user, code, name, target, poster, facts, derived_from=source)
+        reference = save_reference(
+            fix.user, code, name, target, poster_name, facts, derived_from=source
+        )
         if not fix.finish(reference):  # rolls the row back: the other worker's copy is kept
             raise TakenOver
     return reference

@@ -8,7 +8,6 @@ what the pages show.
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -18,7 +17,8 @@ from django.core.files.uploadedfile import UploadedFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from playground import kling
-from playground.lib.media import media_path, size_label
+from playground.lib import media
+from playground.lib.media import size_label
 from playground.runs.models import Reference, ReferenceKind
 from playground.runs.references import ReferenceRejected, storage_use
 
@@ -96,33 +96,33 @@ def store_image(user: User, upload: UploadedFile) -> Reference:
     if problem := storage_use(user).refusal(name, size):
         raise ImageRejected(problem)
     code = uuid.uuid4()
-    folder = media_path("references", str(code))
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        part = folder / "upload.part"
+    folder = f"references/{code}"
+    # Checked on disk first: only an image that is kept goes to the store.
+    with media.scratch() as part, media.scratch(".jpg") as poster:
         with part.open("wb") as fh:
             for chunk in upload.chunks():
                 fh.write(chunk)
         fmt, width, height = _check(part, name)
-        target = part.rename(folder / f"original{SUFFIXES[fmt]}")
-        poster = folder / "poster.jpg"
-        _save_thumbnail(target, poster, name)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # nothing is kept of a rejected file
-        raise
-    relative = Path("references", str(code))
+        _save_thumbnail(part, poster, name)
+        size = part.stat().st_size
+        try:
+            target = media.save(f"{folder}/original{SUFFIXES[fmt]}", part)
+            poster_name = media.save(f"{folder}/poster.jpg", poster)
+        except BaseException:
+            media.delete_folder(folder)  # nothing is kept of a file half stored
+            raise
     return Reference.objects.create(
         code=code,
         user=user,
         kind=ReferenceKind.IMAGE,
         name=name[:255],
-        file=str(relative / target.name),
-        poster=str(relative / poster.name),
+        file=target,
+        poster=poster_name,
         format_name=fmt,
         codec=fmt.lower(),
         width=width,
         height=height,
-        size=target.stat().st_size,
+        size=size,
     )
 
 

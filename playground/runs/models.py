@@ -24,8 +24,8 @@ from django.utils.crypto import salted_hmac
 
 from playground import kling
 from playground.gateway import Job
-from playground.lib import video
-from playground.lib.media import media_path, size_label
+from playground.lib import media, video
+from playground.lib.media import size_label
 from playground.lib.thumbnails import remove_thumbnail
 from playground.runs.money import cost_of_seconds
 
@@ -478,10 +478,8 @@ class Run(models.Model):
         # Its images go with its prompt, so they can be deleted from the library too.
         RunImage.objects.filter(run=self).delete()
         for name in (self.result.name, self.poster.name):
-            if name:
-                media_path(name).unlink(missing_ok=True)
-        if self.poster.name:
-            remove_thumbnail(media_path(self.poster.name))
+            media.delete(name)
+        remove_thumbnail(self.poster.name)
         self.refresh_from_db()
         return True
 

@@ -9,13 +9,13 @@ tracker's worker.
 from __future__ import annotations
 
 import logging
+import posixpath
 
 from django.db import transaction
 from django_q.tasks import async_task
 
-from playground.lib import video
+from playground.lib import media, video
 from playground.lib.conform import transcode
-from playground.lib.media import media_path
 from playground.runs.models import Reference
 
 log = logging.getLogger(__name__)
@@ -41,13 +41,11 @@ def make_preview(reference_pk: int) -> str:
     reference = Reference.objects.filter(pk=reference_pk).first()
     if reference is None or reference.preview:
         return "nothing to do"
-    source = media_path(reference.file.name)
-    target = source.with_name("preview.mp4")
-    part = source.with_name("preview.part.mp4")
     width, height = video.fit_within(reference.width, reference.height, PREVIEW_MAX_SIDE)
-    # Bounded by the length the header gave (checked at upload): a file holding more than
-    # it says never makes the previews worker transcode hours of it.
-    transcode(source, part, width=width, height=height, end=reference.duration + 1)
-    part.replace(target)
-    Reference.objects.filter(pk=reference.pk).update(preview=str(target.relative_to(media_path())))
+    with media.local_copy(reference.file.name) as source, media.scratch(".mp4") as part:
+        # Bounded by the length the header gave (checked at upload): a file holding more
+        # than it says never makes the previews worker transcode hours of it.
+        transcode(source, part, width=width, height=height, end=reference.duration + 1)
+        preview = media.save(posixpath.dirname(reference.file.name) + "/preview.mp4", part)
+    Reference.objects.filter(pk=reference.pk).update(preview=preview)
     return f"preview made for {reference.code}"

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import shutil
+import re
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core import signing
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Sum
 from django.urls import reverse
 
 from playground import kling
-from playground.lib import video
-from playground.lib.media import media_path, size_label
+from playground.lib import media, video
+from playground.lib.media import size_label
 from playground.runs.models import Reference, Run
 from playground.runs.previews import schedule_preview
 
@@ -74,6 +77,25 @@ def public_url_problem() -> str:
     """Why the provider could not fetch our reference URLs, or '' when it can."""
     if gateway_is_local():
         return ""  # the simulator or a local test server reaches us on loopback
+    if not media.is_local():
+        # The provider fetches references from the bucket, not from us: no public address
+        # of this instance is needed (webhooks still want one; polling covers them).
+        endpoint = getattr(default_storage, "endpoint_url", None) or ""
+        if endpoint and _is_local_host(urlsplit(endpoint).hostname or ""):
+            return (
+                f"MEDIA_S3_ENDPOINT_URL ({endpoint}) is a loopback or private address, so "
+                "the gateway could not download your reference video from the bucket. Use "
+                "a bucket the internet can reach."
+            )
+        return ""
+    return _address_problem()
+
+
+def _address_problem() -> str:
+    """Why a gateway on another machine could not reach this instance (for references
+    on local files, and for webhooks), or ''."""
+    if gateway_is_local():
+        return ""
     if not settings.PUBLIC_BASE_URL:
         return (
             "The gateway runs on another machine and must download your reference video, "
@@ -91,18 +113,63 @@ def public_url_problem() -> str:
 
 
 def webhooks_enabled() -> bool:
+    # Webhooks come to this instance whether or not references are in a bucket.
     return (
         settings.AIGATEWAY_WEBHOOKS
         and bool(settings.AIGATEWAY_WEBHOOK_SECRET)
-        and not public_url_problem()
+        and not _address_problem()
         and (not gateway_is_local() or settings.SIMULATOR_ENABLED)
     )
 
 
 def signed_reference_url(reference: Reference) -> str:
-    """An unguessable, expiring URL for the provider to download the reference from."""
+    """An unguessable, expiring URL for the provider to download the reference from: a
+    presigned URL of its object in the bucket, or a signed one of this instance."""
+    if not media.is_local():
+        return media.object_url(
+            reference.file.name,
+            seconds=settings.REFERENCE_URL_MAX_AGE_SECONDS,
+            content_type=content_type_of(reference),
+        )
     token = signing.dumps(str(reference.code), salt=SIGNING_SALT, compress=True)
     return public_base_url() + reverse("reference_download", args=[token])
+
+
+def reference_for_url(url: str) -> Reference | None:
+    """The reference a URL from `signed_reference_url` stands for, or None when it is no
+    such URL (the simulator takes only these; expiry is checked when it is fetched)."""
+    prefix = public_base_url() + reverse("reference_download", args=["-"]).removesuffix("-")
+    if url.startswith(prefix):
+        return reference_for_token(url.removeprefix(prefix))
+    if media.is_local():
+        return None
+    # A presigned URL's path names the object, references/<code>/original.…: find that
+    # reference, then check this is the URL this instance signs for its file (same scheme,
+    # host and path; the bucket checks the signature and the expiry).
+    parts = urlsplit(url)
+    try:
+        code = uuid.UUID(parts.path.split("/")[-2])
+    except (IndexError, ValueError):
+        return None
+    reference = Reference.objects.filter(code=code).first()
+    if reference is None:
+        return None
+    ours = urlsplit(media.object_url(reference.file.name, seconds=1, content_type="video/mp4"))
+    same = (ours.scheme, ours.netloc, ours.path) == (parts.scheme, parts.netloc, parts.path)
+    # The same signed parameters and nothing more (nor anything tacked on to them).
+    query = parse_qs(parts.query)
+    signed = set(query) == set(parse_qs(ours.query)) and "?" not in parts.query
+    signature = query.get("X-Amz-Signature", [""])[0]
+    well_formed = re.fullmatch(r"[0-9a-f]{64}", signature) is not None
+    return reference if same and signed and well_formed else None
+
+
+def content_type_of(reference: Reference) -> str:
+    """What a reference's original file is, by the name store_upload / store_image gave it."""
+    suffix = reference.file.name.rsplit(".", 1)[-1].lower()
+    return {"mov": "video/quicktime", "jpg": "image/jpeg", "png": "image/png"}.get(
+        suffix, "video/mp4"
+    )
 
 
 def reference_for_token(token: str) -> Reference | None:
@@ -154,15 +221,9 @@ def storage_use(user: User) -> StorageUse:
         *references.exclude(preview="").values_list("preview", flat=True),
         *Run.objects.filter(user=user).exclude(result="").values_list("result", flat=True),
     ]
-    used += sum(_size_on_disk(name) for name in copies)
+    # A file gone from the store (or never written) takes no room.
+    used += sum(media.size_of(name) for name in copies)
     return StorageUse(used=used, quota=settings.USER_STORAGE_QUOTA_MB * 1024 * 1024)
-
-
-def _size_on_disk(name: str) -> int:
-    try:
-        return media_path(name).stat().st_size
-    except OSError:
-        return 0  # gone from disk (or never written): it takes no room
 
 
 def store_upload(user: User, upload: UploadedFile) -> Reference:
@@ -171,7 +232,8 @@ def store_upload(user: User, upload: UploadedFile) -> Reference:
     The cheap checks come first: the size and the quota before the file is copied, then
     what the container's header says (format, size, duration, fps), and only a file that
     passes those has every packet walked to find a cut or damage. The upload is already on
-    disk (Django streams big uploads to a temporary file) and is never read into memory.
+    disk (Django streams big uploads to a temporary file) and is never read into memory;
+    it is checked there, and only a file that is kept goes to the store.
 
     A file whose only problems a conversion can fix (too long, too big, too fast, another
     container) is kept with its problems and raises ReferenceNeedsFix; any other problem
@@ -184,56 +246,71 @@ def store_upload(user: User, upload: UploadedFile) -> Reference:
     if problem := storage_use(user).refusal(name, size):
         raise ReferenceRejected(problem)
     code = uuid.uuid4()
-    folder = media_path("references", str(code))
-    folder.mkdir(parents=True, exist_ok=True)
     suffix = Path(name).suffix.lower()[:8] or ".mp4"
-    target = folder / f"original{suffix if suffix in {'.mp4', '.mov'} else '.mp4'}"
-    try:
-        temp_path = getattr(upload, "temporary_file_path", None)
-        if temp_path:
-            shutil.copyfile(temp_path(), target)
-        else:
-            with target.open("wb") as fh:
-                for chunk in upload.chunks():
-                    fh.write(chunk)
-        facts = _probe(target, name, thorough=False)
+    folder = f"references/{code}"
+    original = f"{folder}/original{suffix if suffix in {'.mp4', '.mov'} else '.mp4'}"
+    with _on_disk(upload) as path, media.scratch(".jpg") as poster:
+        facts = _probe(path, name, thorough=False)
         problems = video.reference_problems(facts)
         if not all(problem.fixable for problem in problems):
             raise ReferenceRejected(" ".join(map(str, problems)))
-        _probe(target, name, thorough=True)  # the header is fine: is the rest of it there?
-        poster = folder / "poster.jpg"
-        video.save_poster(target, poster)
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)  # nothing is kept of a rejected file
-        raise
+        _probe(path, name, thorough=True)  # the header is fine: is the rest of it there?
+        video.save_poster(path, poster)
+        try:
+            media.save(original, path)
+            media.save(f"{folder}/poster.jpg", poster)
+        except BaseException:
+            media.delete_folder(folder)  # nothing is kept of a file half stored
+            raise
     reference = save_reference(
-        user, code, name, target, poster, facts, problems=" ".join(map(str, problems))
+        user,
+        code,
+        name,
+        original,
+        f"{folder}/poster.jpg",
+        facts,
+        problems=" ".join(map(str, problems)),
     )
     if problems:
         raise ReferenceNeedsFix(reference)
     return reference
 
 
+@contextmanager
+def _on_disk(upload: UploadedFile) -> Iterator[Path]:
+    """The upload as a file on disk: Django's own temporary file for a big one, a copy
+    for a small one it kept in memory."""
+    temp_path = getattr(upload, "temporary_file_path", None)
+    if temp_path:
+        yield Path(temp_path())
+        return
+    with media.scratch(Path(upload.name or "").suffix.lower()[:8]) as path:
+        with path.open("wb") as fh:
+            for chunk in upload.chunks():
+                fh.write(chunk)
+        yield path
+
+
 def save_reference(
     user: User,
     code: uuid.UUID,
     name: str,
-    original: Path,
-    poster: Path,
+    original: str,
+    poster: str,
     facts: video.VideoFacts,
     *,
     problems: str = "",
     derived_from: Reference | None = None,
 ) -> Reference:
-    """The row of a video already checked and on disk (with its poster) in its folder,
-    and its H.264 preview scheduled if browsers can't play it."""
-    relative = Path("references", str(code))
+    """The row of a video already checked and stored (with its poster) in its folder
+    (`original` and `poster` are their names in the store), and its H.264 preview
+    scheduled if browsers can't play it."""
     reference = Reference.objects.create(
         code=code,
         user=user,
         name=Path(name).name[:255],
-        file=str(relative / original.name),
-        poster=str(relative / poster.name),
+        file=original,
+        poster=poster,
         format_name=facts.format_name,
         codec=facts.codec,
         width=facts.width,

@@ -17,8 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from playground.gateway import GatewayError, Job, JobsAPI
-from playground.lib import video
-from playground.lib.media import media_path
+from playground.lib import media, video
 from playground.runs.models import Run, Status
 from playground.runs.references import public_base_url, signed_reference_url, webhooks_enabled
 
@@ -207,51 +206,52 @@ def fetch_result(run: Run, gateway: JobsAPI) -> None:
             keep_billing=True,
         )
         return
-    target = media_path("results", f"{run.code}.mp4")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        gateway.download(run.result_url, target)
-    except GatewayError as exc:
-        if exc.code == "result_too_large":
-            _fail_billed(run, "the file was far larger than any video the model makes")
-            return
-        if exc.code != "result_url_expired":
-            raise
-        # Signed result URLs expire: ask the provider for a fresh one, then retry.
-        job = gateway.get_job(run.provider_job_id)
+    # Downloaded to a temporary file in chunks (probed and postered there), then streamed
+    # to the store in parts: the file is never held in memory, on local files or a bucket.
+    with media.scratch(".mp4") as target:
+        try:
+            gateway.download(run.result_url, target)
+        except GatewayError as exc:
+            if exc.code == "result_too_large":
+                _fail_billed(run, "the file was far larger than any video the model makes")
+                return
+            if exc.code != "result_url_expired":
+                raise
+            # Signed result URLs expire: ask the provider for a fresh one, then retry.
+            job = gateway.get_job(run.provider_job_id)
+            run.count_request()
+            if job is None or not job.result_url or job.result_url == run.result_url:
+                raise GatewayError(
+                    "The result link expired and no new one was given.",
+                    code="result_url_expired",
+                    retryable=True,
+                ) from exc
+            run.record_result_url(job.result_url)
+            gateway.download(job.result_url, target)
         run.count_request()
-        if job is None or not job.result_url or job.result_url == run.result_url:
-            raise GatewayError(
-                "The result link expired and no new one was given.",
-                code="result_url_expired",
-                retryable=True,
-            ) from exc
-        run.record_result_url(job.result_url)
-        gateway.download(job.result_url, target)
-    run.count_request()
-    _finish_with_copy(run, target)
+        _finish_with_copy(run, target)
 
 
 def _finish_with_copy(run: Run, target: Path) -> None:
-    """Complete the run with the copied file. Our own probe or poster failing is no reason
-    to download the (billed) result again: the run completes without them, or, when the
-    file is no video at all, fails once with the reason."""
+    """Store the downloaded file `target` and complete the run with it. Our own probe or
+    poster failing is no reason to download the (billed) result again: the run completes
+    without them, or, when the file is no video at all, fails once with the reason (and
+    nothing is stored)."""
     try:
         facts = video.probe(target, thorough=False)
     except video.UnreadableVideo as exc:
-        target.unlink(missing_ok=True)
         _fail_billed(run, str(exc))
         return
-    poster = target.with_suffix(".jpg")
-    try:
-        video.save_poster(target, poster)
-    except Exception:  # a poster is a nicety: a broken one never costs the user the result
-        log.exception("run %s: no poster could be made of the result", run.code)
-        poster.unlink(missing_ok=True)
-        poster_name = ""
-    else:
-        poster_name = str(poster.relative_to(media_path()))
-    run.complete(result=str(target.relative_to(media_path())), poster=poster_name, facts=facts)
+    poster_name = ""
+    with media.scratch(".jpg") as poster:
+        try:
+            video.save_poster(target, poster)
+        except Exception:  # a poster is a nicety: a broken one never costs the user the result
+            log.exception("run %s: no poster could be made of the result", run.code)
+        else:
+            poster_name = media.save(f"results/{run.code}.jpg", poster)
+    result = media.save(f"results/{run.code}.mp4", target)
+    run.complete(result=result, poster=poster_name, facts=facts)
 
 
 def _fail_billed(run: Run, why: str) -> None:

@@ -33,7 +33,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from playground import kling
 from playground.lib.ranged import ranged_file_response
-from playground.runs.references import public_base_url, reference_for_token
+from playground.runs.references import public_base_url, reference_for_url
 from playground.simulator import contract, engine, store
 
 ASPECT_RATIOS = {"auto", *kling.OUTPUT_SIZES}
@@ -114,9 +114,9 @@ def _base_url(request: HttpRequest) -> str:
 
 
 def _is_own_reference_url(url: str) -> bool:
-    """A signed reference URL of this instance, whose token still verifies."""
-    prefix = public_base_url() + reverse("reference_download", args=["-"]).removesuffix("-")
-    return url.startswith(prefix) and reference_for_token(url.removeprefix(prefix)) is not None
+    """A signed reference URL of this instance (or, with a bucket, a presigned URL of a
+    reference's object in it) whose token still verifies."""
+    return reference_for_url(url) is not None
 
 
 def _own_webhook_url() -> str:

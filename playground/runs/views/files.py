@@ -1,36 +1,55 @@
-"""Files: every one behind an access check, with Range support for seeking."""
+"""Files: every one behind an access check, with Range support for seeking.
+
+On local files the view answers with the file (lib/ranged.py); with a bucket, it redirects
+to a presigned URL of the object that expires after MEDIA_URL_MAX_AGE_SECONDS, and the
+bucket answers Range requests itself. Either way the access check comes first.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
-from django.http import Http404, HttpRequest
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.views.decorators.http import require_safe
 
-from playground.lib.media import media_path
-from playground.lib.ranged import ranged_file_response
+from playground.lib import media
+from playground.lib.ranged import ranged_stored_response
 from playground.lib.requests import AuthenticatedRequest, HtmxRequest
 from playground.lib.thumbnails import thumbnail
-from playground.runs.models import Reference
-from playground.runs.references import reference_for_token
+from playground.runs.references import content_type_of, reference_for_token
 from playground.runs.views.access import get_reference, get_run
 
 
 def serve(
     request: HttpRequest, name: str, *, content_type: str, download_as: str | None = None
 ) -> HttpResponseBase:
-    if not name:
+    if not name or not default_storage.exists(name):
         raise Http404
-    path = media_path(name)
-    if not path.is_file():
-        raise Http404
-    return ranged_file_response(
+    if not media.is_local():
+        return _redirect_to_object(name, content_type=content_type, download_as=download_as)
+    return ranged_stored_response(
         request,
-        path,
+        name,
         content_type=content_type,
         filename=download_as,
         as_attachment=bool(download_as),
     )
+
+
+def _redirect_to_object(
+    name: str, *, content_type: str, download_as: str | None = None
+) -> HttpResponseBase:
+    """302 to the object in the bucket, signed to answer with our Content-Type (and
+    Content-Disposition). The redirect may be reused only while its URL is surely valid."""
+    seconds = settings.MEDIA_URL_MAX_AGE_SECONDS
+    url = media.object_url(
+        name, seconds=seconds, content_type=content_type, download_as=download_as
+    )
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = f"private, max-age={seconds // 2}"
+    return response
 
 
 @require_safe
@@ -79,14 +98,6 @@ def reference_download(request: HtmxRequest, token: str) -> HttpResponseBase:
     return serve(request, reference.file.name, content_type=content_type_of(reference))
 
 
-def content_type_of(reference: Reference) -> str:
-    """What a reference's original file is, by the name store_upload / store_image gave it."""
-    suffix = reference.file.name.rsplit(".", 1)[-1].lower()
-    return {"mov": "video/quicktime", "jpg": "image/jpeg", "png": "image/png"}.get(
-        suffix, "video/mp4"
-    )
-
-
 # --- Thumbnails: posters at the size lists show them ------------------------------------
 
 # A reference's poster never changes, nor does a finished run's; a run still without a
@@ -110,15 +121,15 @@ def reference_thumb(request: AuthenticatedRequest, code: str) -> HttpResponseBas
 
 
 def serve_thumbnail(request: HttpRequest, name: str, *, max_age: int) -> HttpResponseBase:
-    if not name:
-        raise Http404
-    poster = media_path(name)
-    if not poster.is_file():
+    if not name or not default_storage.exists(name):
         raise Http404
     try:
-        path = thumbnail(poster)
+        shown = thumbnail(name)
     except OSError:  # a poster Pillow can't read (or a full disk): the poster itself will do
-        path = poster
-    response = ranged_file_response(request, path, content_type="image/jpeg")
+        shown = name
+    if not media.is_local():
+        # A redirect kept for a day would outlive its presigned URL: it keeps the shorter age.
+        return _redirect_to_object(shown, content_type="image/jpeg")
+    response = ranged_stored_response(request, shown, content_type="image/jpeg")
     response["Cache-Control"] = f"private, max-age={max_age}"
     return response
