@@ -99,7 +99,11 @@ def make_run(
         if clip is not None:
             media.save(f"results/{code}.mp4", clip[0])
             media.save(f"results/{code}.jpg", clip[1])
-            values |= {"result": f"results/{code}.mp4", "poster": f"results/{code}.jpg"}
+            values |= {
+                "result": f"results/{code}.mp4",
+                "result_bytes": clip[0].stat().st_size,
+                "poster": f"results/{code}.jpg",
+            }
     elif status in FINAL:
         values |= {"billed_cost_micros": 0, "billed_seconds": 0, "finished_at": now}
     values.update(fields)

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from playground.gateway import GatewayError
 from playground.runs.models import Run, Tracker
 from playground.runs.tracker import (
     Loop,
     PacedGateway,
-    _advance,
     _here,
     hand_back_dead_claims,
     run_loop,
@@ -116,24 +116,44 @@ def test_a_tracker_judges_only_the_pids_of_its_own_host_and_namespace(owner):
     assert Run.objects.get().claimed_by == elsewhere
 
 
-def test_a_claimed_poll_that_waited_too_long_is_not_sent(owner, settings):
-    """Sent late, the poll could come within 3 s of the next one, which another worker
-    may send on schedule: it is not sent, its count is taken back, and it is due again."""
+@pytest.mark.parametrize("answer", ["slow", "failed"])
+def test_a_poll_answered_late_pushes_the_next_one_back(owner, settings, answer):
+    """The gateway may count a poll as late as its answer (it sat in queues on the way), so
+    the next one, by any worker, comes no sooner than an interval after that answer, even
+    when the poll failed (it may have arrived all the same)."""
+    settings.POLL_MARGIN_SECONDS = 0.2
     [run] = due_runs(owner, 1)
     [claimed] = Run.claim_due(1, "w")
-    assert claimed.provider_requests == 1
-    sent = []
-    provider = ScriptedProvider(
-        {("GET", "gateway.test"): lambda request: sent.append(request) or httpx.Response(500)}
-    )
-    gateway = PacedGateway(provider.gateway(), claimed)
-    gateway.claimed_at -= settings.POLL_MARGIN_SECONDS  # as if it sat in the pool's queue
+    on_time = claimed.next_poll_at
 
-    _advance(claimed, gateway)
+    def slow(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.5)  # past the margin
+        if answer == "failed":
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(200, json={"id": "job_0000", "status": "processing"})
+
+    gateway = PacedGateway(ScriptedProvider({("GET", "gateway.test"): slow}).gateway(), claimed)
+    try:
+        gateway.get_job("job_0000")
+    except GatewayError:
+        assert answer == "failed"
+    answered = timezone.now()
 
     run.refresh_from_db()
-    assert sent == []
-    assert run.provider_requests == 0 and run.next_poll_at <= timezone.now()
+    assert run.next_poll_at > on_time
+    interval = settings.POLL_INTERVAL_SECONDS
+    assert (run.next_poll_at - answered).total_seconds() >= interval - 0.1
+
+
+def test_a_poll_answered_on_time_writes_nothing_more(owner, django_assert_num_queries):
+    [run] = due_runs(owner, 1)
+    [claimed] = Run.claim_due(1, "w")
+    ok = httpx.Response(200, json={"id": "job_0000", "status": "processing"})
+    gateway = PacedGateway(ScriptedProvider({("GET", "gateway.test"): ok}).gateway(), claimed)
+    with django_assert_num_queries(0):
+        gateway.get_job("job_0000")
+    run.refresh_from_db()
+    assert run.next_poll_at == claimed.next_poll_at
 
 
 def test_a_second_poll_in_one_step_waits_out_the_interval(owner, settings):

@@ -78,7 +78,7 @@ def test_it_keeps_its_claim_while_a_step_outlasts_it(owner, clip, settings, monk
     while not polls and time.monotonic() < deadline:  # the first tracker's poll is out
         time.sleep(0.01)
     taken_by_second = []
-    while loop.is_alive():
+    while loop.is_alive() and not answered.is_set():
         # Due again by its schedule (a poll interval is long gone): only the claim holds it.
         Run.objects.filter(pk=run.pk).update(next_poll_at=timezone.now())
         taken = Run.claim_due(10, "second-worker")

@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import default_storage, storages
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from django.http.multipartparser import MultiPartParser
 from django.test import Client
@@ -265,15 +265,34 @@ def test_it_counts_references_previews_and_results_towards_the_quota(
     reference = make_reference(owner, clip)
     preview = f"references/{reference.code}/preview.mp4"
     default_storage.save(preview, ContentFile(b"\0" * 12_345))
-    reference.preview = preview
+    reference.preview, reference.preview_bytes = preview, 12_345
     reference.save()
     make_run(owner, clip, reference=reference)  # its result is a copy of the clip
     gone = make_run(owner, clip, reference=reference)
-    default_storage.delete(gone.result.name)  # a result no longer stored takes no room
+    assert gone.discard()  # a deleted run's result takes no room
     make_run(stranger, clip)  # someone else's files are theirs
 
     clip_size = clip[0].stat().st_size
     assert storage_use(owner).used == reference.size + 12_345 + clip_size
+
+
+def test_it_counts_the_quota_without_asking_the_store_about_each_file(
+    owner, clip, monkeypatch, django_assert_num_queries
+):
+    """With a bucket, asking the size of each file is a request per file, on every upload
+    and every Generate: the sizes are on the rows, so it is two queries and no request."""
+    reference = make_reference(owner, clip)
+    for _ in range(5):
+        make_run(owner, clip, reference=reference)
+
+    def no_store(*args: object) -> None:
+        raise AssertionError("the quota asked the store for a file's size")
+
+    monkeypatch.setattr(type(storages["default"]), "size", no_store)
+    monkeypatch.setattr(type(storages["default"]), "exists", no_store)
+    with django_assert_num_queries(2):
+        used = storage_use(owner).used
+    assert used == reference.size + 5 * clip[0].stat().st_size
 
 
 def test_it_shows_the_storage_used_and_the_quota_on_the_references_page(

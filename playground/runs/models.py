@@ -60,6 +60,8 @@ class Reference(models.Model):
     poster = models.FileField(max_length=255, blank=True)
     # An H.264 copy for the page when browsers can't decode the original (HEVC, MPEG-4).
     preview = models.FileField(max_length=255, blank=True)
+    # Kept beside the name so the storage quota is one query, never a HEAD per file.
+    preview_bytes = models.PositiveBigIntegerField(default=0)
     format_name = models.CharField(max_length=64)
     codec = models.CharField(max_length=32)
     width = models.PositiveIntegerField()
@@ -300,6 +302,7 @@ class Run(models.Model):
 
     result_url = models.TextField(blank=True)
     result = models.FileField(max_length=255, blank=True)
+    result_bytes = models.PositiveBigIntegerField(default=0)  # for the quota, as above
     poster = models.FileField(max_length=255, blank=True)
     result_width = models.PositiveIntegerField(null=True, blank=True)
     result_height = models.PositiveIntegerField(null=True, blank=True)
@@ -312,8 +315,8 @@ class Run(models.Model):
     # worker's runs come back on their own when its claim lapses (see runs/tracker.py).
     claimed_by = models.CharField(max_length=120, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
-    # When the job was last polled (within the claim's send deadline): what a second poll
-    # in one step waits out, so the rule holds for polls the schedule did not plan.
+    # When the job was last polled: the claim's time, or the poll's answer when it came
+    # late. What a second poll in one step waits out (see tracker.PacedGateway).
     last_polled_at = models.DateTimeField(null=True, blank=True)
     provider_requests = models.PositiveIntegerField(default=0)
     # Submitted with a webhook_url: the webhook completes the run, polling is the fallback.
@@ -470,6 +473,7 @@ class Run(models.Model):
             notice="",
             result_url="",
             result="",
+            result_bytes=0,
             poster="",
             reference=None,
         ):
@@ -572,23 +576,16 @@ class Run(models.Model):
             runs = runs.filter(pk__in=pks)
         return runs.update(claimed_by="", claimed_until=None)
 
-    def skip_poll(self) -> None:
-        """A claimed poll that waited too long to be sent on time is not sent: its count is
-        taken back and the run is due again at once (its last real poll was long enough ago)."""
+    def record_poll_answered(self, at: datetime) -> None:
+        """A poll of the job was answered at `at` later than its claim planned (or was one
+        the schedule did not plan): the job's next poll, by any worker, comes a poll
+        interval after it."""
+        self.last_polled_at = at
         Run.objects.filter(pk=self.pk).update(
-            provider_requests=models.F("provider_requests") - 1, next_poll_at=timezone.now()
-        )
-
-    def record_extra_poll(self) -> None:
-        """A poll the schedule did not plan (after a failed cancel, an expired result link)
-        was sent now: the next one, by any worker, comes a poll interval later."""
-        now = timezone.now()
-        self.last_polled_at = now
-        Run.objects.filter(pk=self.pk).update(
-            last_polled_at=now,
+            last_polled_at=at,
             next_poll_at=Greatest(
-                Coalesce("next_poll_at", models.Value(now)),
-                models.Value(now + poll_interval(webhook=False)),
+                Coalesce("next_poll_at", models.Value(at)),
+                models.Value(at + poll_interval(webhook=False)),
             ),
         )
 
@@ -682,7 +679,9 @@ class Run(models.Model):
         Run.objects.filter(pk=self.pk).update(result_url=url)
         self.result_url = url
 
-    def complete(self, *, result: str, poster: str, facts: video.VideoFacts | None) -> None:
+    def complete(
+        self, *, result: str, result_bytes: int, poster: str, facts: video.VideoFacts | None
+    ) -> None:
         """FETCHING → COMPLETED with the copied result (and its poster, when one was made)."""
         Run.objects.filter(pk=self.pk, status=Status.FETCHING).update(
             status=Status.COMPLETED,
@@ -690,6 +689,7 @@ class Run(models.Model):
             next_poll_at=None,
             notice="",
             result=result,
+            result_bytes=result_bytes,
             poster=poster,
             result_width=facts.width if facts else None,
             result_height=facts.height if facts else None,

@@ -47,5 +47,6 @@ def make_preview(reference_pk: int) -> str:
         # than it says never makes the previews worker transcode hours of it.
         transcode(source, part, width=width, height=height, end=reference.duration + 1)
         preview = media.save(posixpath.dirname(reference.file.name) + "/preview.mp4", part)
-    Reference.objects.filter(pk=reference.pk).update(preview=preview)
+        size = part.stat().st_size
+    Reference.objects.filter(pk=reference.pk).update(preview=preview, preview_bytes=size)
     return f"preview made for {reference.code}"

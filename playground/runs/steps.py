@@ -251,7 +251,7 @@ def _finish_with_copy(run: Run, target: Path) -> None:
         else:
             poster_name = media.save(f"results/{run.code}.jpg", poster)
     result = media.save(f"results/{run.code}.mp4", target)
-    run.complete(result=result, poster=poster_name, facts=facts)
+    run.complete(result=result, result_bytes=target.stat().st_size, poster=poster_name, facts=facts)
 
 
 def _fail_billed(run: Run, why: str) -> None:

@@ -9,8 +9,8 @@ is in the database, so any number of them share the work:
 - claims are per run and disjoint (`Run.claim_due`: `FOR UPDATE SKIP LOCKED` on
   PostgreSQL, a conditional UPDATE everywhere), so no run is worked by two at once;
 - the poll rule is kept by the claim, which schedules the next poll of the job a poll
-  interval ahead for every worker, and by `PacedGateway`, which sends the poll it claimed
-  at once or not at all;
+  interval ahead for every worker, and by `PacedGateway`, which pushes that back when a
+  poll was answered late (the gateway may have counted it as late as its answer);
 - a claim lasts TRACKER_LEASE_SECONDS and is renewed while its step runs, so a dead
   worker's runs come back when it lapses, and at once when a tracker on the same host
   sees the dead one's pid is gone.
@@ -166,9 +166,9 @@ def run_loop(
                     loop.heartbeat(in_flight)
                     last_beat = time.monotonic()
                 # Room for twice the threads, so the pool never waits for the next claim
-                # (a claimed poll that then waits too long in the queue is not sent, see
-                # PacedGateway); claimed in batches of at least half the threads while
-                # busy, so a busy loop makes a few claims a second, not one per step.
+                # (a poll that waits in its queue is paced by its answer: PacedGateway);
+                # claimed in batches of at least half the threads while busy, so a busy
+                # loop makes a few claims a second, not one per step.
                 room = threads * 2 - len(in_flight)
                 worth_it = room >= max(1, threads // 2) or not in_flight
                 claimed = (
@@ -197,50 +197,48 @@ def run_loop(
     return loop.steps
 
 
-class PollSkipped(Exception):
-    """The poll a claim counted waited too long to be sent within the rule."""
-
-
 class PacedGateway:
     """The gateway for one step of one claimed run, keeping the provider's poll rule: no
     job polled twice within POLL_INTERVAL_SECONDS, by any worker.
 
-    The claim scheduled the run's next poll an interval plus POLL_MARGIN_SECONDS ahead, for
-    every worker at once. So the poll it counted must be sent within the margin of the
-    claim, or the next one could come early: sent later, it is not sent at all (the run is
-    due again at once). Any further poll in the step (after a failed cancel, an expired
-    result link) waits out the interval from the run's last poll and pushes the schedule.
+    The claim scheduled the job's next poll an interval plus POLL_MARGIN_SECONDS ahead, for
+    every worker at once. The gateway counts a poll when it receives it, which may be well
+    after we send it (our pool's queue, the network's, the gateway's own, on loaded cores),
+    but never after its answer. So the rule is kept from the answers: a poll answered more
+    than the margin after its claim pushes the job's next poll to its answer plus the
+    interval (before the run is handed back, so no other worker can come in between), and
+    any further poll in one step (after a failed cancel, an expired result link) waits out
+    the interval from the last answer.
     """
 
     def __init__(self, gateway: Gateway, run: Run) -> None:
         self.gateway = gateway
         self.run = run
-        self.claimed_at = time.monotonic()
-        # The claim counted a poll of a job being polled (see Run.claim_due).
-        self.claimed_poll = run.status in (Status.QUEUED, Status.PROCESSING) and (
+        # The claim counted (and scheduled from) a poll of a job being polled.
+        self.planned = run.status in (Status.QUEUED, Status.PROCESSING) and (
             not run.cancel_requested
         )
-        self.send_deadline = max(0.1, settings.POLL_MARGIN_SECONDS - 0.1)
-        self.sent_other = False  # a cancel went first in this step (give_up)
         self.submit = gateway.submit
+        self.cancel = gateway.cancel
         self.download = gateway.download
 
-    def cancel(self, job_id: str) -> None:
-        self.sent_other = True
-        self.gateway.cancel(job_id)
-
     def get_job(self, job_id: str) -> Job | None:
-        on_time = time.monotonic() - self.claimed_at <= self.send_deadline
-        if self.claimed_poll and on_time:
-            self.claimed_poll = False
-        elif self.claimed_poll and not self.sent_other:
-            raise PollSkipped  # nothing was sent in this step: it is simply due again
-        else:
-            self.claimed_poll = False
+        planned, self.planned = self.planned, False
+        if not planned:
             self._wait_out_the_interval()
-            self.run.record_extra_poll()
-        # One request: a retry a moment later would break the rule; the next turn retries.
-        return self.gateway.get_job(job_id, retry=False)
+        try:
+            # One request: a retry a moment later would break the rule; the next turn
+            # retries.
+            return self.gateway.get_job(job_id, retry=False)
+        finally:
+            # Failed or not, the request may have reached the gateway at any time until now.
+            answered = timezone.now()
+            claimed = self.run.last_polled_at  # the claim's time, for the planned poll
+            late = claimed is None or (
+                (answered - claimed).total_seconds() > settings.POLL_MARGIN_SECONDS
+            )
+            if not planned or late:
+                self.run.record_poll_answered(answered)
 
     def _wait_out_the_interval(self) -> None:
         last = self.run.last_polled_at
@@ -255,8 +253,6 @@ class PacedGateway:
 def _advance(run: Run, gateway: PacedGateway) -> None:
     try:
         steps.advance(run, gateway)
-    except PollSkipped:
-        run.skip_poll()
     except Exception:
         # A bug or a broken file must not stop the loop for everybody else; the run is
         # handed back and tried again at its next turn, and the log says why.
