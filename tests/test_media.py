@@ -13,10 +13,12 @@ import httpx
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import User
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 from django.urls import reverse
 
+from playground.lib.media import delete_folder
 from playground.runs.models import Run, ShareLink
 from tests.builders import is_stored, make_reference, make_run
 
@@ -304,3 +306,11 @@ def test_it_keeps_an_active_run_and_its_files_when_asked_to_delete_it(owner_clie
 
     assert response.status_code == 302 and response["Location"] == run.get_absolute_url()
     assert Run.objects.filter(pk=run.pk, status="processing").exists()
+
+
+@pytest.mark.parametrize("folder", ["", "/", ".", "./", "/etc"])
+def test_it_never_deletes_the_whole_store_for_an_empty_folder_name(folder):
+    default_storage.save("references/keep/file.bin", ContentFile(b"kept"))
+    with pytest.raises(ValueError):
+        delete_folder(folder)
+    assert default_storage.exists("references/keep/file.bin")

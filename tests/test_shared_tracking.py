@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from playground.gateway import GatewayError
@@ -269,3 +270,34 @@ def test_every_main_qcluster_runs_a_tracker_and_the_previews_one_none(tmp_path):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def test_a_database_error_does_not_stop_the_tracker(owner, monkeypatch):
+    """A database restart or failover mid-loop: the loop logs it, reconnects and goes on."""
+    due_runs(owner, 2)
+    real_claim = Run.claim_due
+    failures = []
+
+    def flaky_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if not failures:
+            failures.append(1)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_claim(*args, **kwargs)
+
+    ok = httpx.Response(200, json={"id": "job", "status": "processing"})
+    provider = ScriptedProvider({("GET", "gateway.test"): ok})
+    monkeypatch.setattr("playground.runs.tracker.gateway_from_settings", provider.gateway)
+    monkeypatch.setattr(Run, "claim_due", flaky_claim)
+    loop = Loop()
+    run_loop(loop, until=time.monotonic() + 2)
+    assert failures and loop.steps == 2
+
+
+def test_a_cancel_refused_as_finished_polls_only_when_the_rule_allows(owner):
+    """The provider says "already finished" to a cancel right after a poll: the poll that
+    takes the result comes an interval after the last one, not at once."""
+    last = timezone.now() - timedelta(seconds=1)
+    [run] = due_runs(owner, 1, cancel_requested=True, last_polled_at=last)
+    run.drop_cancel_request()
+    assert not run.cancel_requested
+    assert (run.next_poll_at - last).total_seconds() >= 3

@@ -256,3 +256,27 @@ def test_it_refuses_a_result_download_past_any_real_size(tmp_path, monkeypatch):
         gateway.download(RESULT, tmp_path / "out.mp4")
     assert caught.value.code == "result_too_large" and not caught.value.retryable
     assert list(tmp_path.iterdir()) == []
+
+
+def test_it_waits_when_our_store_refuses_the_result_instead_of_downloading_it_again(
+    owner, clip, monkeypatch
+):
+    """The bucket is down (or the disk full) when a result comes in: the run says so and
+    waits, rather than downloading the billed result again every few seconds."""
+    run = live_run(owner, clip, status="fetching", result_url=RESULT)
+    downloads = []
+
+    def result(request: httpx.Request) -> httpx.Response:
+        downloads.append(request)
+        return httpx.Response(200, content=clip[0].read_bytes())
+
+    def refuse(name: str, path: object) -> str:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("playground.lib.media.save", refuse)
+    steps.advance(run, ScriptedProvider({("GET", "cdn.test"): result}).gateway())
+
+    run.refresh_from_db()
+    assert run.status == "fetching" and "could not be saved" in run.notice
+    assert (run.next_poll_at - timezone.now()).total_seconds() > steps.STORE_RETRY_SECONDS - 5
+    assert len(downloads) == 1

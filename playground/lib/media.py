@@ -102,6 +102,9 @@ def save(name: str, path: Path) -> str:
 
 def delete_folder(folder: str) -> None:
     """Delete every file under `folder` (a bucket has no folders: its keys go one by one)."""
+    if not folder.strip("/") or folder.startswith(("/", ".")):
+        # An empty name here would be the whole store: never, whatever a row says.
+        raise ValueError(f"refusing to delete the folder {folder!r}")
     try:
         folders, files = default_storage.listdir(folder)
     except FileNotFoundError:

@@ -704,8 +704,13 @@ class Run(models.Model):
         )
 
     def drop_cancel_request(self) -> None:
-        """The provider says the job finished first: poll it now and take what it made."""
-        Run.objects.filter(pk=self.pk).update(cancel_requested=False, next_poll_at=timezone.now())
+        """The provider says the job finished first: poll it as soon as the poll rule allows
+        (the last poll may have been a moment ago) and take what it made."""
+        now = timezone.now()
+        soonest = self.last_polled_at + poll_interval(webhook=False) if self.last_polled_at else now
+        Run.objects.filter(pk=self.pk).update(
+            cancel_requested=False, next_poll_at=max(now, soonest)
+        )
         self.refresh_from_db()
 
     def finish(

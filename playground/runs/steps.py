@@ -232,6 +232,10 @@ def fetch_result(run: Run, gateway: JobsAPI) -> None:
         _finish_with_copy(run, target)
 
 
+# How long a result whose copy our store refused waits before it is downloaded again.
+STORE_RETRY_SECONDS = 30
+
+
 def _finish_with_copy(run: Run, target: Path) -> None:
     """Store the downloaded file `target` and complete the run with it. Our own probe or
     poster failing is no reason to download the (billed) result again: the run completes
@@ -243,14 +247,24 @@ def _finish_with_copy(run: Run, target: Path) -> None:
         _fail_billed(run, str(exc))
         return
     poster_name = ""
-    with media.scratch(".jpg") as poster:
-        try:
-            video.save_poster(target, poster)
-        except Exception:  # a poster is a nicety: a broken one never costs the user the result
-            log.exception("run %s: no poster could be made of the result", run.code)
-        else:
-            poster_name = media.save(f"results/{run.code}.jpg", poster)
-    result = media.save(f"results/{run.code}.mp4", target)
+    try:
+        with media.scratch(".jpg") as poster:
+            try:
+                video.save_poster(target, poster)
+            except Exception:  # a poster is a nicety: a broken one never costs the result
+                log.exception("run %s: no poster could be made of the result", run.code)
+            else:
+                poster_name = media.save(f"results/{run.code}.jpg", poster)
+        result = media.save(f"results/{run.code}.mp4", target)
+    except Exception:
+        # Our store failed (a bucket down, a full disk): the result is still the provider's
+        # to fetch again; wait a while rather than download it every few seconds.
+        log.exception("run %s: the result could not be stored", run.code)
+        run.wait_and_retry(
+            "The result is ready but could not be saved to storage; trying again shortly.",
+            STORE_RETRY_SECONDS,
+        )
+        return
     run.complete(result=result, result_bytes=target.stat().st_size, poster=poster_name, facts=facts)
 
 

@@ -28,9 +28,10 @@ import uuid
 from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from playground.gateway import Gateway, Job, gateway_from_settings
@@ -49,13 +50,15 @@ def lease_seconds() -> float:
 
 
 def _here() -> str:
-    """This host, and its pid namespace: two containers may share a host name (host
-    networking) and each have a pid 7, and neither may judge the other's pids."""
+    """This host, its boot and its pid namespace: two machines may share a host name (a
+    cloned image), two containers a host name and a pid 7, and none of them may judge the
+    others' pids. Without /proc, only the host name: no pid is judged then."""
     try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
         namespace = os.stat("/proc/self/ns/pid").st_ino
     except OSError:
-        return socket.gethostname()
-    return f"{socket.gethostname()}~{namespace}"
+        return socket.gethostname() + "~unknown"
+    return f"{socket.gethostname()}~{boot}~{namespace}"
 
 
 def new_holder() -> str:
@@ -67,7 +70,7 @@ def new_holder() -> str:
 def _holder_is_dead(holder: str) -> bool:
     where, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if where != _here() or not pid.isdigit():
+    if where != _here() or where.endswith("~unknown") or not pid.isdigit():
         return False  # another machine's loop: only its claims lapsing tell
     try:
         os.kill(int(pid), 0)
@@ -79,21 +82,62 @@ def _holder_is_dead(holder: str) -> bool:
 
 
 class Loop:
-    """One tracker loop's name and its row in the `Tracker` table."""
+    """One tracker loop's name, its row in the `Tracker` table, and the runs it works.
+
+    A thread of its own renews the claims of the steps in flight (and the row) every third
+    of the lease, whatever the loop's own thread is doing: a claim must not lapse under a
+    running step because the loop waited on a lock or a signal handler.
+    """
 
     def __init__(self, holder: str | None = None) -> None:
         self.holder = holder or new_holder()
         self.steps = 0
+        self.working: set[int] = set()
+        self._lock = threading.Lock()
+        self._beating = threading.Event()
         Tracker.objects.create(holder=self.holder)
         # Rows of loops gone for a week tell nobody anything any more.
         Tracker.objects.filter(seen_at__lt=timezone.now() - timedelta(days=7)).delete()
 
-    def heartbeat(self, in_flight: Collection[int]) -> None:
+    def took(self, pks: Collection[int]) -> None:
+        with self._lock:
+            self.working.update(pks)
+
+    def finished(self, pks: Collection[int]) -> None:
+        with self._lock:
+            self.working.difference_update(pks)
+            self.steps += len(pks)
+
+    def heartbeat(self) -> None:
         """Renew the claims of the steps still running, say this loop is alive, and hand
         back the claims of dead loops on this host."""
-        Run.renew_claims(self.holder, in_flight)
-        Tracker.objects.filter(holder=self.holder).update(seen_at=timezone.now(), steps=self.steps)
+        with self._lock:
+            working, steps = list(self.working), self.steps
+        renewed = Run.renew_claims(self.holder, working)
+        if renewed < len(working):  # lapsed, and maybe taken: say so, it should not happen
+            log.error("tracker %s lost %d claims", self.holder, len(working) - renewed)
+        Tracker.objects.filter(holder=self.holder).update(seen_at=timezone.now(), steps=steps)
         hand_back_dead_claims()
+
+    def beat_in_background(self) -> threading.Thread:
+        def beat() -> None:
+            while not self._beating.wait(lease_seconds() / 3):
+                try:
+                    self.heartbeat()
+                except Exception:  # a database away for a moment: try again next beat
+                    log.exception("tracker %s: heartbeat failed", self.holder)
+                finally:
+                    close_old_connections()
+            close_old_connections()
+
+        self._beating.clear()
+        thread = threading.Thread(target=beat, name="tracker-heartbeat", daemon=True)
+        thread.start()
+        return thread
+
+    def stop_beating(self, thread: threading.Thread) -> None:
+        self._beating.set()
+        thread.join()
 
     def retire(self) -> None:
         Run.release_claims(self.holder)
@@ -140,61 +184,78 @@ def run_loop(
     """Claim due runs and advance them on a pool, until `until` (monotonic) passes or
     `stop` is set; with `exit_when_idle`, also once no run is in flight anywhere."""
     stop = stop or threading.Event()
-    threads = settings.TRACKER_THREADS
     in_flight: dict[int, Future[None]] = {}
     client = gateway_from_settings(attempts=2, retry_timeout=10)
-    with ThreadPoolExecutor(threads, thread_name_prefix="tracker") as pool:
-        try:
-            last_beat = time.monotonic()
+    heartbeat = loop.beat_in_background()
+    try:
+        with ThreadPoolExecutor(settings.TRACKER_THREADS, thread_name_prefix="tracker") as pool:
             while True:
-                done = [pk for pk, future in in_flight.items() if future.done()]
-                for pk in done:
-                    in_flight.pop(pk).result()
-                if done:
-                    Run.release_claims(loop.holder, done)
-                    loop.steps += len(done)
-                claiming = not stop.is_set() and (until is None or time.monotonic() < until)
-                if claiming and not alive():
-                    log.error("tracker %s: the worker's cluster is gone; stopping", loop.holder)
-                    claiming = False
-                    stop.set()
-                if not claiming and not in_flight:
-                    break
-                # Renewed for as long as any step runs, the last ones included: a lapsed
-                # claim would let another loop start the same run.
-                if time.monotonic() - last_beat > lease_seconds() / 3:
-                    loop.heartbeat(in_flight)
-                    last_beat = time.monotonic()
-                # Room for twice the threads, so the pool never waits for the next claim
-                # (a poll that waits in its queue is paced by its answer: PacedGateway);
-                # claimed in batches of at least half the threads while busy, so a busy
-                # loop makes a few claims a second, not one per step.
-                room = threads * 2 - len(in_flight)
-                worth_it = room >= max(1, threads // 2) or not in_flight
-                claimed = (
-                    Run.claim_due(room, loop.holder, list(in_flight))
-                    if claiming and worth_it
-                    else []
-                )
-                for run in claimed:
-                    gateway = PacedGateway(client, run)
-                    in_flight[run.pk] = pool.submit(_advance, run, gateway)
-                if in_flight:
-                    # Look again when a step ends, at most 50 times a second, and at
-                    # least every IDLE_WAIT_SECONDS (runs come due on their own too).
-                    concurrent.futures.wait(
-                        in_flight.values(),
-                        timeout=IDLE_WAIT_SECONDS,
-                        return_when=concurrent.futures.FIRST_COMPLETED,
-                    )
-                    stop.wait(0.02)
-                else:
-                    if exit_when_idle and claiming and not Run.objects.in_flight().exists():
+                try:
+                    if not _turn(loop, pool, client, in_flight, stop, until, alive, exit_when_idle):
                         break
-                    stop.wait(IDLE_WAIT_SECONDS)
-        finally:
-            client.close()
+                except DatabaseError:
+                    # The database went away (a restart, a failover, a lock held too long):
+                    # the steps in flight go on, their claims are renewed; try again soon.
+                    log.exception("tracker %s: database error; retrying", loop.holder)
+                    close_old_connections()
+                    stop.wait(1)
+    finally:
+        # After the pool has drained: a step still running keeps its client and its claim.
+        loop.stop_beating(heartbeat)
+        client.close()
     return loop.steps
+
+
+def _turn(
+    loop: Loop,
+    pool: ThreadPoolExecutor,
+    client: Gateway,
+    in_flight: dict[int, Future[None]],
+    stop: threading.Event,
+    until: float | None,
+    alive: Callable[[], bool],
+    exit_when_idle: bool,
+) -> bool:
+    """One pass of the loop: hand back what finished, claim what is due, wait a moment.
+    False when the loop is done."""
+    threads = settings.TRACKER_THREADS
+    done = [pk for pk, future in in_flight.items() if future.done()]
+    if done:
+        Run.release_claims(loop.holder, done)  # first: a failure here leaves them claimed
+        for pk in done:
+            in_flight.pop(pk).result()
+        loop.finished(done)
+    claiming = not stop.is_set() and (until is None or time.monotonic() < until)
+    if claiming and not alive():
+        log.error("tracker %s: the worker's cluster is gone; stopping", loop.holder)
+        claiming = False
+        stop.set()
+    if not claiming and not in_flight:
+        return False
+    # Room for twice the threads, so the pool never waits for the next claim (a poll that
+    # waits in its queue is paced by its answer: PacedGateway); claimed in batches of at
+    # least half the threads while busy, so a busy loop makes a few claims a second, not
+    # one per step.
+    room = threads * 2 - len(in_flight)
+    worth_it = room >= max(1, threads // 2) or not in_flight
+    claimed = Run.claim_due(room, loop.holder, list(in_flight)) if claiming and worth_it else []
+    loop.took([run.pk for run in claimed])
+    for run in claimed:
+        in_flight[run.pk] = pool.submit(_advance, run, PacedGateway(client, run))
+    if in_flight:
+        # Look again when a step ends, at most 50 times a second, and at least every
+        # IDLE_WAIT_SECONDS (runs come due on their own too).
+        concurrent.futures.wait(
+            in_flight.values(),
+            timeout=IDLE_WAIT_SECONDS,
+            return_when=concurrent.futures.FIRST_COMPLETED,
+        )
+        stop.wait(0.02)
+    else:
+        if exit_when_idle and claiming and not Run.objects.in_flight().exists():
+            return False
+        stop.wait(IDLE_WAIT_SECONDS)
+    return True
 
 
 class PacedGateway:
@@ -205,7 +266,7 @@ class PacedGateway:
     every worker at once. The gateway counts a poll when it receives it, which may be well
     after we send it (our pool's queue, the network's, the gateway's own, on loaded cores),
     but never after its answer. So the rule is kept from the answers: a poll answered more
-    than the margin after its claim pushes the job's next poll to its answer plus the
+    than half the margin after its claim pushes the job's next poll to its answer plus the
     interval (before the run is handed back, so no other worker can come in between), and
     any further poll in one step (after a failed cancel, an expired result link) waits out
     the interval from the last answer.
@@ -234,8 +295,9 @@ class PacedGateway:
             # Failed or not, the request may have reached the gateway at any time until now.
             answered = timezone.now()
             claimed = self.run.last_polled_at  # the claim's time, for the planned poll
+            # Half the margin: an answer on time still leaves the other half as slack.
             late = claimed is None or (
-                (answered - claimed).total_seconds() > settings.POLL_MARGIN_SECONDS
+                (answered - claimed).total_seconds() > settings.POLL_MARGIN_SECONDS / 2
             )
             if not planned or late:
                 self.run.record_poll_answered(answered)

@@ -1,9 +1,10 @@
 """`manage.py qcluster`: django-q2's cluster, with this worker's tracker loop beside it.
 
 The cluster starts as django-q2 starts it (a sentinel process and its task workers); then
-this process, which django-q2 leaves waiting, runs the tracker (runs/tracker.py) until the
-cluster is told to stop. So every worker of the main cluster, on any number of machines,
-tracks runs; the previews cluster (`Q_CLUSTER_NAME=previews`) only makes previews.
+this process, which django-q2 leaves waiting, runs the tracker (runs/tracker.py) until it
+is told to stop (SIGTERM, SIGINT), and stops the cluster after it. So every worker of the
+main cluster, on any number of machines, tracks runs; the previews cluster
+(`Q_CLUSTER_NAME=previews`) only makes previews.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -39,23 +41,27 @@ class Command(qcluster.Command):
             return  # another queue's cluster (previews): django-q2 keeps it running
         stop, signalled = threading.Event(), threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            _stop_first(signum, stop, signalled)
+            signal.signal(signum, _stop_tracking(stop, signalled))
         sentinel = cluster.sentinel
-        tracker.serve(stop, alive=lambda: sentinel is not None and sentinel.is_alive())
+        try:
+            tracker.serve(stop, alive=lambda: sentinel is not None and sentinel.is_alive())
+        finally:
+            # After the tracker has finished its steps and handed its claims back (however
+            # it ended): the cluster's sentinel is a child that would keep us alive.
+            cluster.stop()
         if not signalled.is_set():
             # The sentinel died under us: exit non-zero, so a supervisor starts a new worker.
-            cluster.stop()
             raise CommandError("the django-q2 cluster stopped; its tracker stopped with it")
 
 
-def _stop_first(signum: int, stop: threading.Event, signalled: threading.Event) -> None:
-    """On a stop signal, stop claiming runs first, then let the cluster stop as it does."""
-    cluster_handler = signal.getsignal(signum)
+def _stop_tracking(
+    stop: threading.Event, signalled: threading.Event
+) -> Callable[[int, FrameType | None], None]:
+    """A stop signal only says so: the loop's thread must not block in a handler (django-q2's
+    own waits for its cluster), or the steps in flight would lose their claims meanwhile."""
 
     def handler(number: int, frame: FrameType | None) -> None:
         signalled.set()
         stop.set()
-        if callable(cluster_handler):
-            cluster_handler(number, frame)
 
-    signal.signal(signum, handler)
+    return handler
