@@ -436,8 +436,8 @@ def test_it_does_not_prefill_from_another_users_run(stranger_client, owner):
 
 @pytest.mark.parametrize(
     "public_base_url",
-    ["", "http://127.0.0.1:8000", "http://192.168.1.5"],
-    ids=["unset", "loopback", "private"],
+    ["", "http://127.0.0.1:8000", "http://192.168.1.5", "http://100.64.1.2", "http://web:8000"],
+    ids=["unset", "loopback", "private", "carrier-nat", "single-label"],
 )
 def test_it_refuses_when_a_remote_gateway_could_not_fetch_the_reference(
     owner_client, settings, good_video, public_base_url, local_files

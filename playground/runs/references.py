@@ -65,8 +65,12 @@ def _is_local_host(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return False  # a DNS name: assume it is public (we can't resolve names from here)
-    return address.is_loopback or address.is_private or address.is_link_local
+        # A DNS name: public if it has a dot (we can't resolve names from here); a single
+        # label (`web`, `minio`) is a name only a local network or a compose file knows.
+        return "." not in host
+    # Not global: loopback, private, link-local, and shared ranges such as 100.64/10
+    # (carrier NAT, Tailscale), which the provider can't reach either.
+    return not address.is_global
 
 
 def gateway_is_local() -> bool:
