@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How much does the web worker's memory grow while it takes a 200 MB upload?
 
-    .venv/bin/python bench/upload_memory.py [--mb 200] [--valid] [--s3]
+    .venv/bin/python bench/upload_memory.py [--mb 200] [--valid] [--s3] [--cold]
 
 Starts gunicorn (one worker) as `make run` does, logs in, streams a file of the given size
 to the Generate form, and samples the worker's resident memory (VmRSS) every 20 ms. Django
@@ -11,7 +11,9 @@ stay far below the file's size (goal: under 50 MB for 200 MB).
 By default the file is random bytes, refused after its probe. `--valid` sends a real clip
 padded to the size (an MP4 `free` box: players and PyAV skip it), which is probed, kept
 and stored; `--s3` (implies --valid) stores it in a bucket on a moto S3 server the script
-starts (tests/s3.py), so the figure includes streaming the 200 MB to the bucket.
+starts (tests/s3.py), so the figure includes streaming the 200 MB to the bucket. With a
+valid file a small upload goes first, so that what a process loads once (boto3's S3 client)
+is not counted; `--cold` skips it, and the big upload is the fresh worker's first.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--valid", action="store_true", help="a real clip, kept and stored")
     parser.add_argument("--s3", action="store_true", help="store it in a (moto) S3 bucket")
+    parser.add_argument("--cold", action="store_true", help="no small upload first")
     args = parser.parse_args()
     with ExitStack() as services:
         env: dict[str, str] = {}
@@ -92,10 +95,10 @@ def main() -> None:
             from tests.s3 import s3_server
 
             env = services.enter_context(s3_server())
-        measure(args.mb, valid=args.valid or args.s3, env=env)
+        measure(args.mb, valid=args.valid or args.s3, cold=args.cold, env=env)
 
 
-def measure(mb: int, *, valid: bool, env: dict[str, str]) -> None:
+def measure(mb: int, *, valid: bool, cold: bool, env: dict[str, str]) -> None:
     from tests.stack import Stack
 
     stack = Stack(Path(tempfile.mkdtemp(prefix="playground-upload-")), **env)
@@ -113,8 +116,9 @@ def measure(mb: int, *, valid: bool, env: dict[str, str]) -> None:
             # A first, small upload stores a file once, so what is loaded once per process
             # (boto3's S3 model and client, ~15 MB with a bucket) is not counted as the
             # upload's growth.
-            padded_clip(big, 3 * 1024 * 1024)
-            assert upload(client, big).status_code == 302
+            if not cold:
+                padded_clip(big, 3 * 1024 * 1024)
+                assert upload(client, big).status_code == 302
             padded_clip(big, size)
         else:
             with big.open("wb") as fh:
@@ -145,6 +149,7 @@ def measure(mb: int, *, valid: bool, env: dict[str, str]) -> None:
             assert "can’t be used" in response.text  # random bytes: refused, and said why
         growth = (peak - before) / 1024
         where = "an S3 bucket (moto)" if env else "local files"
+        where += ", the worker's first upload" if cold else ""
         print(
             f"Uploaded {size / 1024 / 1024:.0f} MB ({'a real clip, kept' if valid else 'refused'}"
             f", to {where}) in {elapsed:.1f} s; web worker RSS {before / 1024:.0f} MB before, "

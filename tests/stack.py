@@ -233,23 +233,7 @@ class Stack:
     # --- what the stack knows -------------------------------------------------------------
 
     def query(self, sql: str, *params: Any) -> list[Row]:
-        """Rows of `sql` (with `?` placeholders, as sqlite3 takes them) on either engine;
-        UUIDs compare as 32 hex digits on both (how Django stores them on SQLite)."""
-        if is_postgres(self.database_url):
-            import psycopg
-
-            # psycopg's placeholders are %s, so a literal % is written %%.
-            with psycopg.connect(self.database_url, autocommit=True) as db:
-                cursor = db.execute(sql.replace("%", "%%").replace("?", "%s"), params)
-                names = [column.name for column in cursor.description or ()]
-                return [Row(names, values) for values in cursor.fetchall()]
-        db = sqlite3.connect(self.owner.var / "db.sqlite3", timeout=30)
-        try:
-            cursor = db.execute(sql, params)
-            names = [column[0] for column in cursor.description or ()]
-            return [Row(names, values) for values in cursor.fetchall()]
-        finally:
-            db.close()
+        return query(self.database_url, sql, *params)
 
     def run(self, code: str) -> Row:
         return self.query("SELECT * FROM runs_run WHERE code = ?", code.replace("-", ""))[0]
@@ -266,52 +250,81 @@ class Stack:
     def user_client(
         self, username: str = "alice", password: str = "a-long-pass-123"
     ) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, timeout=60)
-        page = client.get("/accounts/signup/")
+        return user_client(self.url, username, password)
+
+    def generate(self, client: httpx.Client, video: Path | None, **fields: str) -> str:
+        return generate(client, video, **fields)
+
+
+def user_client(
+    url: str, username: str = "alice", password: str = "a-long-pass-123"
+) -> httpx.Client:
+    """A client signed in to the instance at `url`: signed up, or logged in if the user exists."""
+    client = httpx.Client(base_url=url, timeout=60)
+    page = client.get("/accounts/signup/")
+    client.post(
+        "/accounts/signup/",
+        data={
+            "username": username,
+            "password1": password,
+            "password2": password,
+            "csrfmiddlewaretoken": _csrf(page.text),
+        },
+    )
+    if client.get("/", follow_redirects=False).status_code != 200:  # already exists
+        page = client.get("/accounts/login/")
         client.post(
-            "/accounts/signup/",
+            "/accounts/login/",
             data={
                 "username": username,
-                "password1": password,
-                "password2": password,
+                "password": password,
                 "csrfmiddlewaretoken": _csrf(page.text),
             },
         )
-        if client.get("/", follow_redirects=False).status_code != 200:  # already exists
-            page = client.get("/accounts/login/")
-            client.post(
-                "/accounts/login/",
-                data={
-                    "username": username,
-                    "password": password,
-                    "csrfmiddlewaretoken": _csrf(page.text),
-                },
-            )
-        return client
+    return client
 
-    def generate(self, client: httpx.Client, video: Path | None, **fields: str) -> str:
-        """POST the Generate form, uploading `video` (None: `fields` name a `reference`
-        uploaded before); return the new run's code."""
-        page = client.get("/")
-        data = {
-            "prompt": "@Video1 at golden hour",
-            "duration": "3",
-            "aspect_ratio": "auto",
-            "idempotency_key": re.search(
-                r'name="idempotency_key" value="([^"]+)"', page.text
-            ).group(1),
-            "csrfmiddlewaretoken": _csrf(page.text),
-            **fields,
-        }
-        if video is None:
-            response = client.post("/", data=data)
-        else:
-            with video.open("rb") as fh:
-                response = client.post(
-                    "/", data=data, files={"reference_video": (video.name, fh, "video/mp4")}
-                )
-        assert response.status_code == 302, response.text[:2000]
-        return response.headers["location"].rstrip("/").split("/")[-1]
+
+def generate(client: httpx.Client, video: Path | None, **fields: str) -> str:
+    """POST the Generate form, uploading `video` (None: `fields` name a `reference`
+    uploaded before); return the new run's code."""
+    page = client.get("/")
+    data = {
+        "prompt": "@Video1 at golden hour",
+        "duration": "3",
+        "aspect_ratio": "auto",
+        "idempotency_key": re.search(r'name="idempotency_key" value="([^"]+)"', page.text).group(1),
+        "csrfmiddlewaretoken": _csrf(page.text),
+        **fields,
+    }
+    if video is None:
+        response = client.post("/", data=data)
+    else:
+        with video.open("rb") as fh:
+            response = client.post(
+                "/", data=data, files={"reference_video": (video.name, fh, "video/mp4")}
+            )
+    assert response.status_code == 302, response.text[:2000]
+    return response.headers["location"].rstrip("/").split("/")[-1]
+
+
+def query(database_url: str, sql: str, *params: Any) -> list[Row]:
+    """Rows of `sql` (with `?` placeholders, as sqlite3 takes them) on either engine;
+    UUIDs compare as 32 hex digits on both (how Django stores them on SQLite)."""
+    if is_postgres(database_url):
+        import psycopg
+
+        # psycopg's placeholders are %s, so a literal % is written %%.
+        with psycopg.connect(database_url, autocommit=True) as db:
+            cursor = db.execute(sql.replace("%", "%%").replace("?", "%s"), params)
+            names = [column.name for column in cursor.description or ()]
+            return [Row(names, values) for values in cursor.fetchall()]
+    db = sqlite3.connect(database_url.removeprefix("sqlite:///"), timeout=30)
+    try:
+        cursor = db.execute(sql, params)
+        names = [column[0] for column in cursor.description or ()]
+        return [Row(names, values) for values in cursor.fetchall()]
+    finally:
+        db.close()
 
 
 def can_rename_host() -> bool:

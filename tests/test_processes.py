@@ -30,8 +30,8 @@ from gunicorn.config import Config
 from playground.runs import previews
 from playground.runs.management.commands.serve import process_commands, split_env
 from tests.builders import make_reference, make_user
-from tests.services import own_services
-from tests.stack import free_port, wait_for
+from tests.services import is_postgres, own_services
+from tests.stack import free_port, generate, query, user_client, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER_ATOMS = {"a", "f", "u"}  # User-Agent, Referer, the Basic-auth user
@@ -320,6 +320,80 @@ def test_ctrl_c_stops_everything_cleanly(make_run_up):
         assert f"Q Cluster {name} has stopped." in log, log  # gracefully, not killed
     assert '"GET /healthz?probe=1 HTTP/1.1" 200' in log, log
     assert marker not in log, "a request header reached the access log"
+
+
+@pytest.mark.stack
+@pytest.mark.skipif(
+    not (is_postgres(os.environ.get("DATABASE_URL", "")) and os.environ.get("MEDIA_S3_BUCKET")),
+    reason="one deployment needs a shared database and bucket (tests/postgres.py)",
+)
+def test_two_make_runs_on_one_database_queue_and_bucket_are_one_deployment(
+    migrated_var, services, tmp_path, good_video
+):
+    """Two `make run`s on two ports, standing in for two machines: the second uses the
+    first's simulator as its gateway, as both would use AIgateway. Either serves any
+    user's pages and files, and their workers share the tracking."""
+    first = MakeRun(_copy(migrated_var, tmp_path / "first"), services)
+    second = MakeRun(
+        _copy(migrated_var, tmp_path / "second"),
+        {
+            **services,
+            "AIGATEWAY_BASE_URL": f"{first.url}/sim",
+            "PUBLIC_BASE_URL": first.url,
+        },
+    )
+    try:
+        first.wait_until_up()
+        second.wait_until_up()
+        # One account, whichever machine it signs up on or logs in to.
+        on_first, on_second = user_client(first.url, "ada"), user_client(second.url, "ada")
+        uploaded = generate(on_second, good_video)
+        database = services["DATABASE_URL"]
+        [reference] = query(
+            database,
+            "SELECT f.code FROM runs_reference f JOIN runs_run r ON r.reference_id = f.id "
+            "WHERE r.code = ?",
+            uploaded.replace("-", ""),
+        )
+        codes = [uploaded] + [
+            generate(client, None, reference=str(reference["code"]), prompt=f"@Video1 take {n}")
+            for n, client in enumerate([on_first, on_second] * 4)
+        ]
+
+        def all_done() -> bool:
+            rows = query(database, "SELECT status FROM runs_run")
+            return len(rows) == len(codes) and {row["status"] for row in rows} == {"completed"}
+
+        wait_for(all_done, timeout=90, every=0.5)
+        # Both workers did part of it (the module's earlier `make run`s left rows too).
+        ours = set(first.pids()) | set(second.pids())
+        steps = [
+            row["steps"]
+            for row in query(database, "SELECT holder, steps FROM runs_tracker")
+            if int(row["holder"].split(":")[1]) in ours
+        ]
+        assert len(steps) == 2 and min(steps) > 0, steps
+
+        for code in codes:
+            served = [
+                client.get(f"/runs/{code}/result.mp4", follow_redirects=True)
+                for client in (on_first, on_second)
+            ]
+            assert [answer.status_code for answer in served] == [200, 200]
+            assert served[0].content == served[1].content and len(served[0].content) > 1000
+            for client in (on_first, on_second):
+                assert client.get(f"/runs/{code}/").status_code == 200
+        stranger = user_client(first.url, "bo")
+        assert stranger.get(f"/runs/{codes[0]}/result.mp4").status_code == 404
+    finally:
+        first.kill()
+        second.kill()
+
+
+def _copy(migrated_var: Path, where: Path) -> Path:
+    var = where / "var"
+    shutil.copytree(migrated_var, var)
+    return var
 
 
 def _fields(count: int, size: int) -> str:
