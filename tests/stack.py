@@ -261,26 +261,9 @@ def user_client(
 ) -> httpx.Client:
     """A client signed in to the instance at `url`: signed up, or logged in if the user exists."""
     client = httpx.Client(base_url=url, timeout=60)
-    page = client.get("/accounts/signup/")
-    client.post(
-        "/accounts/signup/",
-        data={
-            "username": username,
-            "password1": password,
-            "password2": password,
-            "csrfmiddlewaretoken": _csrf(page.text),
-        },
-    )
+    _submit(client, "/accounts/signup/", username=username, password1=password, password2=password)
     if client.get("/", follow_redirects=False).status_code != 200:  # already exists
-        page = client.get("/accounts/login/")
-        client.post(
-            "/accounts/login/",
-            data={
-                "username": username,
-                "password": password,
-                "csrfmiddlewaretoken": _csrf(page.text),
-            },
-        )
+        _submit(client, "/accounts/login/", username=username, password=password)
     return client
 
 
@@ -333,6 +316,12 @@ def can_rename_host() -> bool:
         return subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode == 0
     except OSError:
         return False
+
+
+def _submit(client: httpx.Client, path: str, **fields: str) -> httpx.Response:
+    """POST the form at `path` as a browser does: its page first, for the CSRF token."""
+    page = client.get(path)
+    return client.post(path, data={**fields, "csrfmiddlewaretoken": _csrf(page.text)})
 
 
 def _csrf(html: str) -> str:

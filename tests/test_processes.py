@@ -232,9 +232,7 @@ def migrated_var(tmp_path_factory: pytest.TempPathFactory, services: dict[str, s
 
 @pytest.fixture
 def make_run_up(migrated_var: Path, services: dict[str, str], tmp_path: Path):
-    var = tmp_path / f"var-{uuid.uuid4().hex[:8]}"
-    shutil.copytree(migrated_var, var)
-    running = MakeRun(var, services)
+    running = MakeRun(_copy(migrated_var, tmp_path / f"var-{uuid.uuid4().hex[:8]}"), services)
     try:
         running.wait_until_up()
         yield running
