@@ -64,6 +64,9 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before django.contrib.staticfiles and django_q: their `collectstatic` and `qcluster`
+    # commands are extended by ours (a lock; the tracker runs in the cluster).
+    "playground.runs",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
@@ -71,8 +74,6 @@ INSTALLED_APPS = [
     "template_partials",
     "axes",
     "playground.accounts",
-    # Before django_q: its `qcluster` command is extended by ours (the tracker runs in it).
-    "playground.runs",
     "django_q",
     "playground.simulator",
 ]
@@ -174,7 +175,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(envstr("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES: dict[str, dict[str, object]] = {
     # Files under MEDIA_ROOT; MEDIA_S3_BUCKET (below) puts them in a bucket instead.
