@@ -1,4 +1,5 @@
-"""Several `make run`s (three here) started together from one checkout collect the static files at once."""
+"""Several `make run`s (three here) started together from one checkout collect the static
+files at once."""
 
 from __future__ import annotations
 
