@@ -373,3 +373,66 @@ def test_it_runs_a_two_variant_batch_then_compares_and_remixes(
     assert RUN_URL.search(page.url).group(1) != parent
     expect(page.locator("#run-side .lineage")).to_contain_text("Remix of")
     assert stack.run(RUN_URL.search(page.url).group(1))["parent_id"] is not None
+
+
+# The page's visibility under the test's control (headless chromium's tabs are always
+# visible), and a Notification that records instead of showing, already allowed.
+BACKGROUND_TAB = """
+(() => {
+  window.__hidden = false;
+  Object.defineProperty(document, "hidden", { get: () => window.__hidden });
+  Object.defineProperty(document, "visibilityState",
+                        { get: () => (window.__hidden ? "hidden" : "visible") });
+  window.__notes = [];
+  window.Notification = class {
+    constructor(title, options) { window.__notes.push({ title: title, ...options }); }
+    static get permission() { return "granted"; }
+    static requestPermission() { return Promise.resolve("granted"); }
+  };
+})();
+"""
+SET_HIDDEN = """hidden => {
+  window.__hidden = hidden;
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_the_title_counts_live_runs_and_a_background_tab_is_told_when_one_finishes(
+    page: Page, stack: Stack, good_video: Path
+) -> None:
+    sign_up(page, stack, "nora")
+    page.add_init_script(BACKGROUND_TAB)
+
+    # A run finishing while its tab is in the background: the status card stops polling,
+    # the in-flight read goes on, and the title and a notification say it is done.
+    page.reload()
+    page.fill("#id_prompt", PROMPT)
+    page.set_input_files("#id_reference_video", str(good_video))
+    page.select_option("#id_duration", "3")
+    page.click("button.primary")
+    page.wait_for_url(RUN_URL)
+    page.evaluate(SET_HIDDEN, True)
+    run_url = RUN_URL.search(page.url).group(0)
+    expect(page).to_have_title(re.compile(r"^⏳ 1 running · "))
+    page.wait_for_function("document.title.startsWith('✅ 1 finished · ')", timeout=60_000)
+    notes = page.evaluate("window.__notes")
+    assert [(note["body"], note["tag"]) for note in notes] == [("Your run is ready.", run_url)]
+    expect(page.locator("#status-card")).not_to_have_attribute("data-status", "completed")
+
+    # Back in front: the title is plain again and the card catches up at once.
+    page.evaluate(SET_HIDDEN, False)
+    expect(page.locator("#status-card")).to_have_attribute("data-status", "completed")
+    assert not page.title().startswith(("✅", "⏳"))
+    assert len(page.evaluate("window.__notes")) == 1, "told twice"
+
+    # A page with no status card on it counts the user's live runs too.
+    page.goto("/")
+    page.fill("#id_prompt", PROMPT)
+    page.select_option("#id_reference", index=1)  # the clip uploaded above
+    page.select_option("#id_duration", "3")
+    page.click("button.primary")
+    page.wait_for_url(RUN_URL)
+    page.goto("/runs/")
+    expect(page).to_have_title(re.compile(r"^⏳ 1 running · History"))
+    expect(page).to_have_title(re.compile(r"^History"), timeout=60_000)
+    assert len(page.evaluate("window.__notes")) == 0, "a visible tab was notified"

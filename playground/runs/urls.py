@@ -18,6 +18,7 @@ urlpatterns = [
     path("", generate.generate, name="generate"),
     path("runs/", history.history, name="history"),
     path("runs/delete", history.runs_delete, name="runs_delete"),
+    path("runs/in-flight", runs.runs_in_flight, name="runs_in_flight"),
     path("runs/<uuid:code>/", runs.run_detail, name="run"),
     path("batches/<uuid:code>/", batches.batch_detail, name="batch"),
     path("compare/", compare.compare, name="compare"),

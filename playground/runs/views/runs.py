@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
-from django.http import HttpResponse
+from django.db.models import Q
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from playground.lib.requests import AuthenticatedRequest
+from playground.runs.models import ACTIVE, Run
 from playground.runs.poll import status_card_response
 from playground.runs.views.access import get_run
+
+# How far back a finished run still shows in the in-flight answer: long enough for a tab
+# that polls it slowly in the background (browsers throttle hidden tabs' timers to once a
+# minute) to see the run change from live to finished.
+RECENTLY_FINISHED = timedelta(minutes=15)
+IN_FLIGHT_LIMIT = 100
 
 
 @require_GET
@@ -35,3 +48,21 @@ def run_delete(request: AuthenticatedRequest, code: str) -> HttpResponse:
     run.discard()
     messages.info(request, "Run deleted, with its files. Its cost stays in your totals.")
     return redirect("history")
+
+
+@never_cache
+@require_GET
+def runs_in_flight(request: AuthenticatedRequest) -> JsonResponse:
+    """The user's live runs and the ones that finished lately, for the tab title's count and
+    the done notification on every page, a background tab's included: the status cards
+    poll only while their tab is visible, this one small read keeps going while it is not."""
+    recent = timezone.now() - RECENTLY_FINISHED
+    rows = (
+        Run.objects.for_user(request.user)
+        .visible()
+        .filter(Q(status__in=ACTIVE) | Q(finished_at__gte=recent))
+        .order_by("-created_at")
+        .values_list("code", "status")[:IN_FLIGHT_LIMIT]
+    )
+    runs = [{"url": reverse("run", args=[code]), "status": status} for code, status in rows]
+    return JsonResponse({"runs": runs})
