@@ -20,13 +20,22 @@ def make_video(
     container_format: str | None = None,
     audio: bool = False,
     pix_fmt: str = "yuv420p",
+    rotation: int = 0,
+    marker: bool = False,
 ) -> Path:
-    """Encode a small clip whose content moves, so motion-keeping can be seen."""
+    """Encode a small clip whose content moves, so motion-keeping can be seen.
+
+    `rotation`: a display matrix turning the picture that many degrees counterclockwise,
+    as phones write for portrait clips. `marker`: a grey picture instead, with a red block
+    in the stored pixels' top-left corner (a tenth of each side), to see where a turn
+    takes it."""
     path = Path(path)
     frames = round(seconds * fps)
     with av.open(str(path), "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if rotation:
+            stream.set_display_rotation(rotation)
         if codec in {"libx264", "libx265"}:
             stream.options = {"preset": "ultrafast"}
             if codec == "libx265":
@@ -43,6 +52,9 @@ def make_video(
             img[..., 0] = ((x + shift) % 256).astype(np.uint8)
             img[..., 1] = ((y + shift // 2) % 256).astype(np.uint8)
             img[..., 2] = (((x // 40 + i) % 2) * 200).astype(np.uint8)
+            if marker:
+                img[:] = 128
+                img[: height // 10, : width // 10] = (255, 0, 0)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
             frame.pts = i
             frame.time_base = Fraction(1, fps)

@@ -81,11 +81,15 @@ def transcode(
     """Re-encode `source` (its [start, end) segment) to H.264/AAC at width × height.
 
     `fps` caps the frame rate: each output slot of 1/fps s takes the frame nearest to it
-    and the frames between are dropped. Without it the source's rate is kept.
+    and the frames between are dropped. Without it the source's rate is kept. A source a
+    player turns (a phone's portrait clip) is turned in its pixels: width × height is the
+    turned picture's size, as `video.probe` gives it.
     """
+    rotation = video.display_rotation(source)
     with av.open(str(source)) as inp, video.open_mp4(target) as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"  # decode on every core; the encoder threads on its own
+        upright = video.Upright(vin, rotation)
         source_rate = Fraction(vin.average_rate or vin.guessed_rate or 30)
         rate = Fraction(fps) if fps else source_rate.limit_denominator(1001)
         vout = video.add_h264(out, width, height, rate)
@@ -117,7 +121,7 @@ def transcode(
                     pts = slots.place(time - start)
                     if pts is None:
                         continue
-                    picture = frame.reformat(width=width, height=height, format="yuv420p")
+                    picture = upright(frame).reformat(width=width, height=height, format="yuv420p")
                     picture.pts, picture.time_base = pts, 1 / rate
                     out.mux(vout.encode(picture))
                     if progress is not None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 from av.container import OutputContainer
+from PIL import Image
 
 from playground import kling
 from playground.lib.media import size_label
@@ -34,6 +36,9 @@ class VideoFacts:
     duration: float
     size: int
     has_audio: bool
+    # Degrees a player turns the picture counterclockwise (the display matrix phones write
+    # instead of turning the pixels); width and height above are the turned picture's.
+    rotation: int = 0
 
     @property
     def resolution(self) -> str:
@@ -77,19 +82,75 @@ def probe(path: str | Path, *, thorough: bool = True) -> VideoFacts:
             raise UnreadableVideo("it is a still image, not a video")
         rate = stream.average_rate or stream.guessed_rate or Fraction(0)
         duration = stream_seconds(container, stream)
-        facts = VideoFacts(
-            format_name=format_name,
-            codec=stream.codec_context.name,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
-            fps=round(float(rate), 3),
-            duration=round(duration, 3),
-            size=size,
-            has_audio=bool(container.streams.audio),
-        )
+        stored = (stream.codec_context.width, stream.codec_context.height)
+        fps, has_audio = round(float(rate), 3), bool(container.streams.audio)
+        codec = stream.codec_context.name
         if thorough:
             _check_complete(container, stream, duration)
-    return facts
+    rotation = display_rotation(path)
+    width, height = displayed(*stored, rotation)
+    return VideoFacts(
+        format_name=format_name,
+        codec=codec,
+        width=width,
+        height=height,
+        fps=fps,
+        duration=round(duration, 3),
+        size=size,
+        has_audio=has_audio,
+        rotation=rotation,
+    )
+
+
+def display_rotation(path: str | Path) -> int:
+    """0, 90, 180 or 270: how far a player turns the picture counterclockwise. Phones keep
+    the sensor's landscape pixels and store the turn in a display matrix, which FFmpeg
+    hands to each decoded frame; so the first frame tells (0 when none decodes)."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            frame = next(container.decode(video=0), None)
+    except (av.FFmpegError, UnicodeDecodeError, ValueError, StopIteration):
+        return 0
+    return round(frame.rotation / 90) % 4 * 90 if frame is not None else 0
+
+
+def displayed(width: int, height: int, rotation: int) -> tuple[int, int]:
+    """The size of a width × height picture once a player has turned it."""
+    return (height, width) if rotation in (90, 270) else (width, height)
+
+
+def upright_filters(rotation: int) -> list[tuple[str, str]]:
+    """The libavfilter steps that turn the pixels themselves as a player would, so a copy
+    needs no display matrix (not every player, nor every model, honours one)."""
+    return {
+        90: [("transpose", "cclock")],
+        180: [("hflip", ""), ("vflip", "")],
+        270: [("transpose", "clock")],
+    }.get(rotation, [])
+
+
+class Upright:
+    """Decoded frames of a stream, turned upright as a player shows them (a frame passes
+    as it is when the stream has no turn)."""
+
+    def __init__(self, stream: av.VideoStream, rotation: int) -> None:
+        self.graph: av.filter.Graph | None = None
+        steps = upright_filters(rotation)
+        if steps:
+            self.graph = av.filter.Graph()
+            node = self.graph.add_buffer(template=stream)
+            for name, args in steps:
+                step = self.graph.add(name, args)
+                node.link_to(step)
+                node = step
+            node.link_to(self.graph.add("buffersink"))
+            self.graph.configure()
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        if self.graph is None:
+            return frame
+        self.graph.push(frame)
+        return cast(av.VideoFrame, self.graph.pull())  # a video graph gives video frames
 
 
 def stream_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float:
@@ -236,10 +297,19 @@ def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -
     player (the run page's 100 KB budget, bench/page_weight.py)."""
     width, height = fit_within(frame.width, frame.height, max_side)
     image = frame.reformat(width=width, height=height, format="rgb24").to_image()
+    turn = TURNS.get(round(frame.rotation / 90) % 4 * 90)
+    if turn is not None:
+        image = image.transpose(turn)  # as a player shows it (see display_rotation)
     image.save(dest, "JPEG", quality=POSTER_QUALITY, optimize=True)
 
 
 POSTER_QUALITY = 72
+# Pillow's turns are counterclockwise, as a display matrix's.
+TURNS = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
 
 
 # --- Encoding: the H.264/AAC set-up shared by previews and the simulator's renders ---------

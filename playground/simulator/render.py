@@ -213,11 +213,18 @@ class _Painter:
         width: int,
         height: int,
         images: Sequence[Path] = (),
+        rotation: int = 0,
     ) -> None:
-        ref_width, ref_height = stream.codec_context.width, stream.codec_context.height
+        # Turned upright first, as a player shows it (a phone's portrait clip).
+        ref_width, ref_height = video.displayed(
+            stream.codec_context.width, stream.codec_context.height, rotation
+        )
         self.graph = av.filter.Graph()
         node = self.graph.add_buffer(template=stream)
-        for name, args in _filters(prompt, ref_width, ref_height, width, height):
+        steps = video.upright_filters(rotation) + _filters(
+            prompt, ref_width, ref_height, width, height
+        )
+        for name, args in steps:
             step = self.graph.add(name, args)
             node.link_to(step)
             node = step
@@ -290,11 +297,15 @@ def _render(
     images: Sequence[Path],
 ) -> None:
     rate = kling.OUTPUT_FPS
+    rotation = video.display_rotation(source)
     with av.open(str(source)) as inp, video.open_mp4(part) as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"
-        width, height = output_size(vin.codec_context.width, vin.codec_context.height, aspect_ratio)
-        paint = _Painter(prompt, vin, width, height, images)
+        width, height = output_size(
+            *video.displayed(vin.codec_context.width, vin.codec_context.height, rotation),
+            aspect_ratio,
+        )
+        paint = _Painter(prompt, vin, width, height, images, rotation)
         vout = video.add_h264(out, width, height, rate, crf=CRF)
         vout.thread_type = "FRAME"  # x264's frame threads keep both cores busy
         ain = inp.streams.audio[0] if keep_audio and inp.streams.audio else None
