@@ -168,3 +168,11 @@ def test_it_refuses_a_huge_variants_box_without_planning_it(owner_client, refere
         response.content.decode()
     )
     assert not Run.objects.exists()
+
+
+def test_it_splits_variants_at_line_feeds_as_the_page_counts_them(owner_client, owner, reference):
+    # CR LF as browsers send a textarea; U+2028 is not a line end on the page.
+    post(owner_client, reference, variants="@Video1 in the rain\r\n@Video1 at\u2028night\r\n")
+    prompts = sorted(Run.objects.filter(user=owner).values_list("prompt", flat=True))
+    assert len(prompts) == 3
+    assert "@Video1 at\u2028night" in prompts and "@Video1 in the rain" in prompts

@@ -355,10 +355,22 @@ def test_it_runs_a_two_variant_batch_then_compares_and_remixes(
     )
     assert spread < 0.1, spread
     page.screenshot(path=SCREENSHOT.with_name("compare.png"), full_page=True)
-    page.keyboard.press(".")  # one frame on, all together
+    # "." and "," step every player one frame (1/24 s), even with "Play all" just clicked
+    # and still focused (its own Space stays its click: one toggle, not two).
+    page.click("[data-sync-toggle]")
+    page.keyboard.press(" ")  # the focused button's click: paused again
     page.wait_for_function(
-        f"(() => {{ const t = {times}; return Math.max(...t) - Math.min(...t) < 0.1; }})()"
+        "[...document.querySelectorAll('video[data-sync]')].every(v => v.paused)"
     )
+    page.wait_for_function(
+        f"(() => {{ const t = {times}; return Math.max(...t) - Math.min(...t) < 0.01; }})()"
+    )
+    before = page.evaluate(times)[0]
+    page.keyboard.press(".")
+    page.wait_for_function(f"{times}.every(t => Math.abs(t - ({before} + 1 / 24)) < 0.01)")
+    page.keyboard.press(",")
+    page.keyboard.press(",")
+    page.wait_for_function(f"{times}.every(t => Math.abs(t - ({before} - 1 / 24)) < 0.01)")
 
     # Remix the first run: the form comes back filled in, and the new run knows its parent.
     page.locator(".compare-cell a", has_text="Run 1").click()

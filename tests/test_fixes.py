@@ -293,6 +293,18 @@ def test_it_converts_once_when_the_task_is_delivered_twice(owner, mkv_clip, tmp_
     assert fixes.start_fix(reference, None, None) == fix
 
 
+def test_it_converts_again_once_the_copy_was_deleted(owner, owner_client, mkv_clip):
+    reference = problem_reference(owner, mkv_clip)
+    fix = fixes.start_fix(reference, None, None)
+    fixes.run_fix(fix.pk)
+    fix.refresh_from_db()
+    owner_client.post(reverse("reference_delete", args=[fix.result.code]))
+    assert not Reference.objects.filter(derived_from=reference).exists()
+
+    again = fixes.start_fix(reference, None, None)
+    assert again.pk != fix.pk and again.status == FixStatus.QUEUED  # not an empty "Done"
+
+
 def test_it_says_why_a_conversion_failed_and_keeps_the_original(owner, mkv_clip, tmp_path):
     reference = problem_reference(owner, mkv_clip)
     # Damaged in storage since it was checked.

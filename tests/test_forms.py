@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
+from playground import kling
 from playground.lib import video
 from playground.runs.forms import GenerateForm
 from playground.runs.models import Reference, Run
@@ -608,3 +609,27 @@ def test_it_answers_a_hostile_duration_with_the_form_not_an_error(owner_client, 
     assert response.status_code == 200
     expected = "Select a valid choice" if duration else "This field is required"
     assert expected in html.unescape(response.content.decode())
+
+
+def test_it_counts_a_line_break_as_one_character_as_the_page_does(owner_client, owner, clip):
+    # 2,500 characters as the page counts them (and maxlength limits them), of which 99 are
+    # line breaks: the browser sends each as CR LF, 2,599 characters on the wire.
+    lines = ["@Video1 " + "x" * 16] * 100
+    prompt = "\n".join(lines)
+    prompt += "z" * (kling.PROMPT_MAX_CHARS - len(prompt))
+    reference = make_reference(owner, clip)
+    response = owner_client.post(
+        reverse("generate"),
+        generate_data(prompt=prompt.replace("\n", "\r\n"), reference=str(reference.code)),
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Run.objects.get(user=owner).prompt == prompt
+
+
+def test_the_file_picker_offers_the_formats_fix_it_converts(owner_client):
+    field = re.search(r'<input[^>]*id="id_reference_video"[^>]*>', owner_client.get("/").text)
+    assert field is not None
+    accept = re.search(r'accept="([^"]*)"', field.group(0))
+    assert accept is not None
+    for kind in (".mp4", ".mov", ".mkv", ".webm", ".avi", "video/webm"):
+        assert kind in accept.group(1).split(","), kind

@@ -45,8 +45,10 @@ def estimated_micros(variants: Sequence[Variant]) -> int:
 
 
 def variant_prompts(text: str) -> list[str]:
-    """The Variants box: one prompt per line; blank lines are gaps, not prompts."""
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """The Variants box: one prompt per line; blank lines are gaps, not prompts. Lines end
+    at a line feed only, as the page counts them (str.splitlines would also split at
+    U+2028 and the like, making more runs than the page said)."""
+    return [line.strip() for line in text.split("\n") if line.strip()]
 
 
 def run_key(batch_key: uuid.UUID, index: int) -> uuid.UUID:

@@ -87,6 +87,7 @@ def start_fix(reference: Reference, start: float | None, end: float | None) -> R
     existing = (
         ReferenceFix.objects.filter(source=reference, start=start, end=end)
         .exclude(status=FixStatus.FAILED)
+        .exclude(status=FixStatus.DONE, result=None)  # its copy was deleted since: again
         .first()
     )
     if existing is not None:

@@ -24,6 +24,10 @@ from playground.runs.references import (
 )
 
 DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
+# What the reference's file picker offers: what the model takes, and what "Fix it"
+# converts (Matroska/WebM from screen recorders and Android, AVI).
+REFERENCE_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/avi")
+REFERENCE_ACCEPT = ",".join([*REFERENCE_TYPES, ".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi"])
 
 
 class ReferenceChoiceField(forms.ModelChoiceField):
@@ -49,13 +53,22 @@ class MultipleFileField(forms.FileField):
         return [one(data, initial)] if data else []
 
 
+class TextBoxField(forms.CharField):
+    """A textarea's text with its line breaks as the page counted them: browsers send each
+    as CR LF but count it (and `maxlength` limits it) as one character."""
+
+    def to_python(self, value: object) -> str:
+        text = super().to_python(value)
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class ImageChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, obj: Reference) -> str:
         return f"{obj.name} · {obj.resolution}"
 
 
 class GenerateForm(forms.Form):
-    prompt = forms.CharField(
+    prompt = TextBoxField(
         label="Prompt",
         max_length=kling.PROMPT_MAX_CHARS,
         widget=forms.Textarea(
@@ -71,7 +84,8 @@ class GenerateForm(forms.Form):
     reference_video = forms.FileField(
         label="Reference video",
         required=False,
-        widget=forms.ClearableFileInput(attrs={"accept": "video/mp4,video/quicktime,.mp4,.mov"}),
+        # The formats "Fix it" converts too, so a phone's picker doesn't hide them.
+        widget=forms.ClearableFileInput(attrs={"accept": REFERENCE_ACCEPT}),
         help_text=kling.reference_limits_text() + ".",
     )
     reference = ReferenceChoiceField(
@@ -112,7 +126,7 @@ class GenerateForm(forms.Form):
     )
     # Fanning out: each line of Variants is one more prompt; each extra duration and each
     # repeat multiplies the runs (see runs/batches.py). All optional.
-    variants = forms.CharField(
+    variants = TextBoxField(
         label="Variants",
         required=False,
         # Room for the most variants a press makes, each at the longest prompt.

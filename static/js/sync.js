@@ -95,12 +95,20 @@
     return Array.from(document.querySelectorAll("#result-video"));
   }
 
+  // Where a key is the user's typing, or Space is the focused control's own (a button's
+  // click), it is left alone; elsewhere (a button just clicked, a slider, the page) the
+  // keys drive the players.
+  const TYPING = "textarea, select, [contenteditable], " +
+    "input:not([type=range]):not([type=checkbox]):not([type=radio]):not([type=button]):not([type=submit])";
+  const SPACE_IS_ITS_OWN = "button, a, summary, input[type=checkbox], input[type=radio], input[type=button], input[type=submit]";
+
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     const target = event.target;
-    if (target.closest && target.closest("input, textarea, select, [contenteditable], button, a")) return;
     const keys = { " ": 0, ",": -1, ".": 1 };
-    if (!(event.key in keys)) return;
+    if (!(event.key in keys) || !target.closest) return;
+    if (target.closest(TYPING)) return;
+    if (event.key === " " && target.closest(SPACE_IS_ITS_OWN)) return;
     const videos = keyboardVideos();
     if (!videos.length) return;
     event.preventDefault();
