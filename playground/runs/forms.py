@@ -57,9 +57,9 @@ class TextBoxField(forms.CharField):
     """A textarea's text with its line breaks as the page counted them: browsers send each
     as CR LF but count it (and `maxlength` limits it) as one character."""
 
-    def to_python(self, value: object) -> str:
+    def to_python(self, value: object) -> str | None:
         text = super().to_python(value)
-        return text.replace("\r\n", "\n").replace("\r", "\n")
+        return text.replace("\r\n", "\n").replace("\r", "\n") if text else text
 
 
 class ImageChoiceField(forms.ModelMultipleChoiceField):
