@@ -26,7 +26,7 @@ from playground import kling
 from playground.gateway import gateway_from_settings
 from playground.lib import media
 from playground.runs import steps
-from playground.runs.forms import GenerateForm
+from playground.runs.forms import IMAGE_PICKER_SIZE, GenerateForm
 from playground.runs.images import ImageRejected, store_image
 from playground.runs.models import Reference, Run, RunImage
 from playground.runs.references import reference_for_token, reference_for_url, signed_reference_url
@@ -283,6 +283,24 @@ def test_it_prefills_the_images_of_an_earlier_run_in_their_order(owner_client, o
 
     content = owner_client.get(reverse("generate"), {"from": str(run.code)}).content.decode()
     assert checked_images(content) == [str(second.code), str(first.code)]
+
+
+def test_the_picker_shows_the_newest_images_as_thumbnails_and_always_the_chosen(
+    owner_client, owner, image_file
+):
+    oldest = library_image(owner, image_file("square.png"))
+    for _ in range(IMAGE_PICKER_SIZE + 5):
+        library_image(owner, image_file("blue.png"))
+    run = make_run(owner, status="failed", prompt="@Video1 with @Image1")
+    RunImage.objects.create(run=run, reference=oldest, position=1)
+
+    content = owner_client.get(reverse("generate"), {"from": str(run.code)}).content.decode()
+    picks = re.findall(r'name="images" value="([0-9a-f-]{36})"', content)
+    assert len(picks) == IMAGE_PICKER_SIZE and picks[0] == str(oldest.code)
+    assert checked_images(content) == [str(oldest.code)]
+    thumb = reverse("reference_thumb", args=[oldest.code])
+    assert f'<img src="{thumb}" alt="square.png" width="72" height="72" loading="lazy"' in content
+    assert "/poster.jpg" not in content.split('class="image-picker"')[1].split("</div>")[0]
 
 
 def test_it_offers_recent_distinct_prompts(owner_client, owner, stranger):

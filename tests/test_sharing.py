@@ -153,6 +153,25 @@ def test_it_closes_the_links_of_a_deleted_run(owner_client, client, owner, clip)
     assert client.get(reverse("shared", args=[link.token])).status_code == 404
 
 
+def test_a_revoked_link_closes_its_page_and_files(owner_client, client, owner, clip):
+    link = ShareLink.create(owner, run=make_run(owner, clip))
+    urls = [*public_urls(link.token), reverse("shared_poster", args=[link.token])]
+    assert all(client.get(url).status_code == 200 for url in urls)
+    owner_client.post(reverse("share_revoke", args=[link.pk]))
+    assert [client.get(url).status_code for url in urls] == [404] * len(urls)
+
+
+def test_a_batch_link_closes_when_its_last_shown_run_is_deleted(owner_client, client, owner, clip):
+    batch, (first, second) = make_batch(owner, clip, "completed", "completed")
+    link = ShareLink.create(owner, batch=batch)
+    owner_client.post(reverse("run_delete", args=[first.code]))
+    assert client.get(reverse("shared", args=[link.token])).status_code == 200  # one left
+    assert ShareLink.objects.get(pk=link.pk).revoked_at is None
+    owner_client.post(reverse("run_delete", args=[second.code]))
+    assert ShareLink.objects.get(pk=link.pk).revoked_at is not None
+    assert link.token not in owner_client.get(reverse("share_links")).text  # not "live"
+
+
 def test_it_revokes_a_link_only_for_its_owner(owner_client, stranger_client, client, owner, clip):
     link = ShareLink.create(owner, run=make_run(owner, clip))
     url = reverse("share_revoke", args=[link.pk])
@@ -184,6 +203,10 @@ def test_it_counts_a_view_per_page_not_per_file(owner_client, client, owner, cli
     client.get(reverse("shared_embed", args=[link.token]))
     Client().get(page)  # a second visitor
     owner_client.get(page)  # the owner checking their own link
+    # A chat app unfurling the link (some ask with HEAD first) is not a person viewing it.
+    assert client.head(page, headers={"User-Agent": "Mozilla/5.0"}).status_code == 200
+    for agent in ("Slackbot-LinkExpanding 1.0", "facebookexternalhit/1.1", "WhatsApp/2.23"):
+        assert client.get(page, headers={"User-Agent": agent}).status_code == 200
 
     assert ShareLink.objects.get(pk=link.pk).views == 2
 
@@ -314,6 +337,16 @@ def test_it_lists_the_owners_live_links_and_on_request_the_dead(
     page = owner_client.get(reverse("share_links")).content.decode()
 
     assert "@Video1 live one" in page and live.token in page
+    # Each row: a thumbnail at its display size, created, expiry, views, and Revoke.
+    live_run = live.run
+    assert live_run is not None
+    thumb = reverse("run_thumb", args=[live_run.code])
+    assert f'src="{thumb}" alt="" width="96" height="54" loading="lazy"' in page
+    assert "/poster.jpg" not in page
+    assert timezone.localtime(live.created_at).strftime("%Y-%m-%d %H:%M") in page
+    assert "never" in page
+    assert reverse("share_revoke", args=[live.pk]) in page
+    assert re.search(r"<td>\s*0\s*</td>", page)  # no views yet
     assert batch_link.token in page and "Batch of 1" in page
     assert "@Video1 expired one" not in page
     assert "@Video1 theirs" not in page and theirs.token not in page

@@ -12,6 +12,7 @@ from django.http import QueryDict
 
 from playground import kling
 from playground.lib import video
+from playground.lib.requests import is_uuid
 from playground.runs import batches
 from playground.runs.images import ImageRejected, citation_problem, store_image
 from playground.runs.limits import refusal
@@ -24,6 +25,7 @@ from playground.runs.references import (
 )
 
 DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
+IMAGE_PICKER_SIZE = 24
 # What the reference's file picker offers: what the model takes, and what "Fix it"
 # converts (Matroska/WebM from screen recorders and Android, AVI).
 REFERENCE_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/avi")
@@ -263,11 +265,16 @@ class GenerateForm(forms.Form):
     def image_library(self) -> list[tuple[Reference, int | None]]:
         """The picker's entries: (image, its @Image number or None). The chosen come first,
         in their order, so that a form sent again keeps @Image1 … as they were."""
-        library = list(self.image_choices)
         chosen = [str(image.code) for image in self.stored_images] or self._picked_codes()
         position = {code: n for n, code in enumerate(dict.fromkeys(chosen), start=1)}
+        # The chosen and then the newest, IMAGE_PICKER_SIZE in all: a long library would
+        # make the page heavy, and the rest are on References.
+        newest = list(self.image_choices[:IMAGE_PICKER_SIZE])
+        shown = {str(image.code) for image in newest}
+        missing = [code for code in position if code not in shown and is_uuid(code)]
+        library = list(self.image_choices.filter(code__in=missing)) + newest
         library.sort(key=lambda image: position.get(str(image.code), len(position) + 1))
-        return [(image, position.get(str(image.code))) for image in library]
+        return [(image, position.get(str(image.code))) for image in library[:IMAGE_PICKER_SIZE]]
 
     def clean_reference_video(self) -> UploadedFile | None:
         upload = self.cleaned_data.get("reference_video")

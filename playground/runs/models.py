@@ -478,7 +478,11 @@ class Run(models.Model):
             reference=None,
         ):
             return False
-        ShareLink.objects.filter(run=self, revoked_at=None).update(revoked_at=timezone.now())
+        now = timezone.now()
+        ShareLink.objects.filter(run=self, revoked_at=None).update(revoked_at=now)
+        if self.batch is not None and not self.batch.shareable_runs().exists():
+            # A batch link with nothing left to show is closed too, not listed as live.
+            ShareLink.objects.filter(batch=self.batch, revoked_at=None).update(revoked_at=now)
         # Its images go with its prompt, so they can be deleted from the library too.
         RunImage.objects.filter(run=self).delete()
         for name in (self.result.name, self.poster.name):

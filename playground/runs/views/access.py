@@ -5,8 +5,6 @@ Never 403: other users' runs and references don't exist for you.
 
 from __future__ import annotations
 
-import uuid
-
 from django.shortcuts import get_object_or_404
 
 from playground.lib.requests import AuthenticatedRequest
@@ -24,11 +22,3 @@ def get_run(request: AuthenticatedRequest, code: str) -> Run:
 
 def get_reference(request: AuthenticatedRequest, code: str) -> Reference:
     return get_object_or_404(Reference, code=code, user=request.user)
-
-
-def is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True

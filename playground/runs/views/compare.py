@@ -8,10 +8,9 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from playground.lib.requests import AuthenticatedRequest
+from playground.lib.requests import AuthenticatedRequest, is_uuid
 from playground.runs.compare import MAX_COMPARED, MIN_COMPARED, Comparison
 from playground.runs.models import Run
-from playground.runs.views.access import is_uuid
 
 
 @require_GET

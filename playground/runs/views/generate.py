@@ -9,13 +9,12 @@ from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
 from playground import kling
-from playground.lib.requests import AuthenticatedRequest
+from playground.lib.requests import AuthenticatedRequest, is_uuid
 from playground.runs import batches
 from playground.runs.forms import GenerateForm
 from playground.runs.limits import LimitReached, budget_left_micros, create_batch, create_run
 from playground.runs.models import Batch, Run
 from playground.runs.money import cost_of_seconds
-from playground.runs.views.access import is_uuid
 
 
 @require_http_methods(["GET", "POST"])

@@ -14,11 +14,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 
-from playground.lib.requests import AuthenticatedRequest
+from playground.lib.requests import AuthenticatedRequest, is_uuid
 from playground.runs.history import PER_PAGE, HistoryFilter, safe_next
 from playground.runs.models import Run
 from playground.runs.spend import spend_chart
-from playground.runs.views.access import is_uuid
 
 RESULTS_TARGET = "history-results"
 # A page holds 25 runs; this bounds what one request may name (and its URL's length).

@@ -201,13 +201,25 @@ def _public(response: HttpResponse) -> HttpResponse:
     return response
 
 
+# Link-preview fetchers (chat apps, social sites) that read a page to unfurl it: their
+# fetches are not people viewing it. Matched in the lower-cased User-Agent.
+UNFURLERS = ("bot", "facebookexternalhit", "whatsapp", "embedly", "preview", "crawler", "spider")
+
+
+def _is_unfurler(request: HtmxRequest) -> bool:
+    agent = request.headers.get("User-Agent", "").lower()
+    return any(name in agent for name in UNFURLERS)
+
+
+# HEAD too (require_safe): some unfurlers ask with HEAD before they fetch the page.
 @login_not_required
-@require_GET
+@require_safe
 @cache_control(private=True, no_cache=True)  # a revoked link must not live on in a cache
 def shared_run(request: HtmxRequest, token: str) -> HttpResponse:
     link = _live_link(token)
     runs = _shared_runs(link)
-    if request.user.pk != link.user_id:  # the owner checking their own link is no view
+    # A view is a person opening the page: not its owner checking it, not an unfurler.
+    if request.method == "GET" and request.user.pk != link.user_id and not _is_unfurler(request):
         link.register_view()
     variants = [(run, file_urls(link, run)) for run in runs]
     context = {"link": link, "variants": variants, "og": unfurl(link, runs)}
@@ -215,7 +227,7 @@ def shared_run(request: HtmxRequest, token: str) -> HttpResponse:
 
 
 @login_not_required
-@require_GET
+@require_safe
 @xframe_options_exempt  # the player card's page: chat apps and Twitter frame it
 @cache_control(private=True, no_cache=True)
 def shared_embed(request: HtmxRequest, token: str) -> HttpResponse:
