@@ -127,6 +127,11 @@ def test_it_shows_every_card_of_a_batch_polling_on_its_own(owner_client, owner, 
     assert f'hx-get="{reverse("run_status", args=[live.code])}"' in html
     assert reverse("run_result", args=[done.code]) in html
     assert "1 of 2 done" in html and "Play all" in html
+    # The batch's money: estimated for both, billed for the finished one so far.
+    assert "estimated $1.008" in html and "bill $0.504 so far" in html
+    # Each variant's whole prompt under its card (variants often differ near their end).
+    for run in (done, live):
+        assert html.count(f">{run.prompt}</span>") == 1
     # A card's poll in the grid answers the compact card, without the run page's side panel.
     poll = owner_client.get(
         reverse("run_status", args=[done.code]),

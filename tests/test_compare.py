@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
 from django.urls import reverse
 
 from playground.lib.worddiff import Piece, word_diff
-from playground.runs.models import Run
+from playground.runs.models import Run, RunImage
 from playground.runs.references import reference_for_url
 from tests.builders import generate_data, make_reference, make_run
 
@@ -60,6 +61,12 @@ def test_it_asks_for_two_to_four_runs(owner_client, owner, clip, count):
     )
 
 
+def test_it_counts_runs_once_however_often_they_are_picked(owner_client, owner, clip):
+    runs = [make_run(owner, clip) for _ in range(5)]
+    response = owner_client.get(compare_url(runs[0], *runs))  # the first twice: still five
+    assert response.status_code == 400 and b"(you picked more)" in response.content
+
+
 def test_it_takes_a_run_code_in_any_spelling(owner_client, two_runs):
     first, second = two_runs
     url = reverse("compare") + f"?run={str(first.code).upper()}&run={second.code.hex}"
@@ -96,6 +103,34 @@ def test_it_remixes_a_run_and_remembers_its_parent(owner_client, owner, two_runs
     assert "Remix of" in owner_client.get(child.get_absolute_url()).content.decode()
     parent_page = owner_client.get(parent.get_absolute_url()).content.decode()
     assert "Remixed as" in parent_page and child.get_absolute_url() in parent_page
+
+
+def test_a_remix_comes_back_with_every_setting_and_image_of_its_parent(owner_client, owner, clip):
+    parent = make_run(
+        owner, clip, prompt="@Video1 with @Image1 then @Image2", duration=7,
+        aspect_ratio="9:16", keep_audio=True,
+    )  # fmt: skip
+    first, second = (make_reference(owner, clip, kind="image") for _ in range(2))
+    RunImage.objects.create(run=parent, reference=second, position=1)
+    RunImage.objects.create(run=parent, reference=first, position=2)
+
+    form = owner_client.get(reverse("generate") + f"?from={parent.code}").content.decode()
+
+    assert re.search(rf'<option value="{parent.reference.code}" selected>', form)
+    assert re.search(r'<option value="7" selected>7 s</option>', form)
+    assert re.search(r'<option value="9:16" selected>', form)
+    assert re.search(r'name="keep_audio"[^>]*checked', form)
+    ticked = re.findall(r'name="images" value="([0-9a-f-]{36})" checked', form)
+    assert ticked == [str(second.code), str(first.code)]
+    assert "@Video1 with @Image1 then @Image2</textarea>" in form
+
+
+def test_a_remix_of_a_deleted_run_says_so_instead_of_linking_it(owner_client, owner, clip):
+    parent = make_run(owner, clip)
+    child = make_run(owner, clip, parent=parent, reference=parent.reference)
+    owner_client.post(reverse("run_delete", args=[parent.code]))
+    page = owner_client.get(child.get_absolute_url()).content.decode()
+    assert "Remix of a deleted run" in page and parent.get_absolute_url() not in page
 
 
 def test_it_never_takes_another_users_run_as_a_parent(owner_client, owner, stranger, clip):

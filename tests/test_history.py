@@ -387,3 +387,18 @@ def test_it_answers_a_date_at_the_calendars_edge_with_a_message(owner_client, pa
     response = owner_client.get(reverse("history") + "?" + param)
     assert response.status_code == 200
     assert "Pick a date between year 1 and 9999." in response.content.decode()
+
+
+def test_the_selection_goes_to_compare_from_the_history(owner_client, owner, clip):
+    reference = make_reference(owner, clip)
+    first, second = (
+        make_run(owner, clip, reference=reference, prompt=f"@Video1 take {n}") for n in (1, 2)
+    )
+    page = owner_client.get(reverse("history")).content.decode()
+    form = re.search(r'<form id="selection"[^>]*>.*?</form>', page, re.S)
+    assert form is not None
+    assert f'formaction="{reverse("compare")}"' in form.group(0)
+    boxes = re.findall(r'<input[^>]*name="run"[^>]*form="selection"[^>]*>', page)
+    assert len(boxes) == 2, "each row's checkbox belongs to the selection form"
+    compare = owner_client.get(reverse("compare"), {"run": [str(first.code), str(second.code)]})
+    assert compare.status_code == 200 and compare.content.decode().count("<video data-sync") == 3

@@ -15,12 +15,16 @@ from playground.runs.models import Run
 
 @require_GET
 def compare(request: AuthenticatedRequest) -> HttpResponse:
-    picked = request.GET.getlist("run")[: MAX_COMPARED + 1]  # no need to read more
-    if not all(is_uuid(code) for code in picked):
-        raise Http404
     # Canonical and once each, in the order picked (an upper-case or hyphen-less code is
-    # the same run).
-    codes = list(dict.fromkeys(str(uuid.UUID(code)) for code in picked))
+    # the same run); one past the most is enough to say there are too many.
+    codes: list[str] = []
+    for code in request.GET.getlist("run"):
+        if not is_uuid(code):
+            raise Http404
+        if (canonical := str(uuid.UUID(code))) not in codes:
+            codes.append(canonical)
+        if len(codes) > MAX_COMPARED:
+            break
     if not MIN_COMPARED <= len(codes) <= MAX_COMPARED:
         return _cannot(
             request,
