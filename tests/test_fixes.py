@@ -420,6 +420,16 @@ def test_it_offers_fixes_only_for_what_a_phone_would_make(changes, fixable):
     assert problem.fixable is fixable
 
 
+def test_it_says_how_long_a_clip_it_can_trim():
+    (trimmable,) = video.reference_problems(make_facts(duration=120.0))
+    (too_long,) = video.reference_problems(make_facts(duration=121.5))
+    assert "trimmed here" not in trimmable.message
+    assert too_long.message == (
+        "The video is 121.50 s long; it must be 3–10.05 s. Clips up to 2 minutes can be "
+        "trimmed here; cut a shorter piece of this one first."
+    )
+
+
 def test_it_gives_up_a_fix_that_outlived_its_worker(owner):
     problem = "The file is Matroska/WebM (.mkv/.webm); the model takes MP4 or MOV only."
     source = make_reference(owner, problems=problem, format_name="matroska,webm")

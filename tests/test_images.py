@@ -27,7 +27,7 @@ from playground.gateway import gateway_from_settings
 from playground.lib import media
 from playground.runs import steps
 from playground.runs.forms import IMAGE_PICKER_SIZE, GenerateForm
-from playground.runs.images import ImageRejected, store_image
+from playground.runs.images import ImageRejected, image_problems, store_image
 from playground.runs.models import Reference, Run, RunImage
 from playground.runs.references import reference_for_token, reference_for_url, signed_reference_url
 from playground.runs.tracker import track_until_idle
@@ -56,6 +56,12 @@ def _image(path: Path, width: int, height: int, colour: tuple[int, int, int] = R
     return path
 
 
+def _heic(path: Path) -> Path:
+    """The first bytes of an iPhone photo (an ISO box naming the HEIC brand), then data."""
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 400)
+    return path
+
+
 def _text(path: Path) -> Path:
     path.write_text("milk, eggs, bread\n" * 50)
     return path
@@ -66,6 +72,7 @@ BUILDERS: dict[str, Callable[[Path], Path]] = {
     "wide.jpg": lambda d: _image(d / "wide.jpg", 600, 400, (20, 200, 60)),
     "blue.png": lambda d: _image(d / "blue.png", 500, 500, (30, 40, 220)),
     "notes.png": lambda d: _text(d / "notes.png"),
+    "photo.heic": lambda d: _heic(d / "photo.heic"),
     "small.png": lambda d: _image(d / "small.png", 200, 640),
     "tall.png": lambda d: _image(d / "tall.png", 300, 1200),
     "anim.gif": lambda d: _image(d / "anim.gif", 400, 400),
@@ -119,6 +126,7 @@ REJECTIONS = [
     ("small.png", ["“small.png” is 200×640 px; each side must be at least 300 px."]),
     ("tall.png", ["“tall.png” is 300×1200 px, an aspect ratio of 1:4", "1:2.5 and 2.5:1"]),
     ("anim.gif", ["“anim.gif” is a GIF image; the model takes JPEG or PNG only."]),
+    ("photo.heic", ["“photo.heic” is a HEIC image (a phone's photo format)", "as JPEG"]),
     ("vast.png", ["“vast.png” is 6400×4800 px (31 megapixels); images over 24 megapixels"]),
 ]
 
@@ -149,6 +157,26 @@ def test_it_names_the_size_limit_and_the_size_of_an_image_over_10_mb(owner):
         store_image(owner, big)
     assert str(refused.value) == "“huge.png” is 11 MB; each image may be at most 10 MB."
     assert media_files() == []
+
+
+def test_it_tells_the_sizes_apart_when_an_image_is_just_over_the_limit(owner):
+    size = kling.IMAGE_MAX_BYTES + 20_000  # both round to "10 MB"
+    big = UploadedFile(io.BytesIO(b"\0" * 16), name="edge.png", size=size)
+    with pytest.raises(ImageRejected) as refused:
+        store_image(owner, big)
+    assert str(refused.value) == (
+        f"“edge.png” is {size:,} bytes; each image may be at most 10 MB "
+        f"({kling.IMAGE_MAX_BYTES:,} bytes)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "ratio"),
+    [(300, 1200, "1:4"), (1000, 2505, "1:2.505"), (2510, 1000, "2.51:1")],
+)
+def test_it_names_an_aspect_ratio_just_past_the_limit_with_enough_digits(width, height, ratio):
+    (problem,) = image_problems("x.png", "PNG", width, height)
+    assert f"an aspect ratio of {ratio};" in problem
 
 
 def test_it_refuses_a_fifth_image_and_stores_none_of_the_uploads(

@@ -148,3 +148,11 @@ def size_label(size: int) -> str:
     if size < 1024 * 1024:
         return f"{max(1, round(size / 1024))} KB"
     return f"{size / 1024 / 1024:.1f}".removesuffix(".0") + " MB"
+
+
+def sizes_apart(size: int, limit: int) -> tuple[str, str]:
+    """A size over a limit and the limit, as people read them, in bytes as well when both
+    would round to the same label ("10 MB; at most 10 MB" would make no sense)."""
+    if size_label(size) == size_label(limit):
+        return f"{size:,} bytes", f"{size_label(limit)} ({limit:,} bytes)"
+    return size_label(size), size_label(limit)

@@ -12,7 +12,7 @@ from av.container import OutputContainer
 from PIL import Image
 
 from playground import kling
-from playground.lib.media import size_label
+from playground.lib.media import sizes_apart
 
 # PyAV names the demuxer for the whole ISO family like this; .mp4 and .mov both use it.
 MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
@@ -224,13 +224,15 @@ def reference_problems(facts: VideoFacts) -> list[Problem]:
         problems.append(Problem(size_problem(facts.size)))
     low, high = kling.REFERENCE_MIN_SECONDS, kling.REFERENCE_MAX_SECONDS
     if not low <= facts.duration <= high:
-        problems.append(
-            Problem(
-                f"The video is {facts.duration:.2f} s long; it must be {low:g}–{high:g} s.",
-                # A segment of it can be cut (nothing lengthens), from a clip of a sane length.
-                fixable=high < facts.duration <= kling.FIXABLE_MAX_SECONDS,
+        message = f"The video is {facts.duration:.2f} s long; it must be {low:g}–{high:g} s."
+        # A segment of it can be cut (nothing lengthens), from a clip of a sane length.
+        trimmable = high < facts.duration <= kling.FIXABLE_MAX_SECONDS
+        if facts.duration > kling.FIXABLE_MAX_SECONDS:
+            message += (
+                f" Clips up to {kling.FIXABLE_MAX_SECONDS / 60:g} minutes can be trimmed "
+                "here; cut a shorter piece of this one first."
             )
-        )
+        problems.append(Problem(message, fixable=trimmable))
     problems.extend(_side_problems(facts))
     low_fps, high_fps = kling.REFERENCE_MIN_FPS, kling.REFERENCE_MAX_FPS
     if not low_fps <= facts.fps <= high_fps:
@@ -266,10 +268,8 @@ def _side_problems(facts: VideoFacts) -> list[Problem]:
 
 
 def size_problem(size: int) -> str:
-    limit = kling.REFERENCE_MAX_BYTES
-    if size_label(size) == size_label(limit):  # just over: rounded, both would read "200 MB"
-        return f"The file is {size:,} bytes; the limit is {size_label(limit)} ({limit:,} bytes)."
-    return f"The file is {size_label(size)}; the limit is {size_label(limit)}."
+    size_text, limit_text = sizes_apart(size, kling.REFERENCE_MAX_BYTES)
+    return f"The file is {size_text}; the limit is {limit_text}."
 
 
 def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None) -> None:

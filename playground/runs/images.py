@@ -18,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from playground import kling
 from playground.lib import media
-from playground.lib.media import size_label
+from playground.lib.media import sizes_apart
 from playground.runs.models import Reference, ReferenceKind
 from playground.runs.references import ReferenceRejected, storage_use
 
@@ -79,8 +79,14 @@ def image_problems(name: str, fmt: str, width: int, height: int) -> list[str]:
 
 
 def _ratio(aspect: float) -> str:
-    """1:4 for a tall image, 3:1 for a wide one."""
-    return f"{aspect:.3g}:1" if aspect >= 1 else f"1:{1 / aspect:.3g}"
+    """1:4 for a tall image, 3:1 for a wide one; with more digits when it would read as the
+    limit itself (1000×2505 px is 1:2.505, not "1:2.5")."""
+    for digits in (3, 5):
+        side = aspect if aspect >= 1 else 1 / aspect
+        label = f"{side:.{digits}g}"
+        if float(label) != kling.IMAGE_MAX_ASPECT:
+            break
+    return f"{label}:1" if aspect >= 1 else f"1:{label}"
 
 
 def store_image(user: User, upload: UploadedFile) -> Reference:
@@ -89,10 +95,8 @@ def store_image(user: User, upload: UploadedFile) -> Reference:
     name = Path(upload.name or "image").name
     size = upload.size or 0
     if size > kling.IMAGE_MAX_BYTES:
-        raise ImageRejected(
-            f"“{name}” is {size_label(size)}; each image may be at most "
-            f"{size_label(kling.IMAGE_MAX_BYTES)}."
-        )
+        size_text, limit_text = sizes_apart(size, kling.IMAGE_MAX_BYTES)
+        raise ImageRejected(f"“{name}” is {size_text}; each image may be at most {limit_text}.")
     if problem := storage_use(user).refusal(name, size):
         raise ImageRejected(problem)
     code = uuid.uuid4()
@@ -132,6 +136,20 @@ def _unreadable(name: str, why: str) -> ImageRejected:
     )
 
 
+# The ISO "ftyp" brands of HEIF photos (iPhones and many Androids) and AVIF: images Pillow
+# does not read, but whose owner deserves to hear what they are rather than "not an image".
+PHOTO_BRANDS = {
+    b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"hevc": "HEIC",
+    b"mif1": "HEIF", b"msf1": "HEIF", b"avif": "AVIF", b"avis": "AVIF",
+}  # fmt: skip
+
+
+def _photo_format_pillow_cannot_read(path: Path) -> str:
+    with path.open("rb") as file:
+        head = file.read(12)
+    return PHOTO_BRANDS.get(head[8:12], "") if head[4:8] == b"ftyp" else ""
+
+
 def _check(path: Path, name: str) -> tuple[str, int, int]:
     """(format, width, height) of a file Pillow can read whole and the model takes."""
     try:
@@ -143,6 +161,11 @@ def _check(path: Path, name: str) -> tuple[str, int, int]:
                 fmt = "JPEG" if fmt == "MPO" else fmt
                 image.verify()  # the structure (PNG's checksums); decoding comes later
     except UnidentifiedImageError as exc:
+        if kind := _photo_format_pillow_cannot_read(path):
+            raise ImageRejected(
+                f"“{name}” is a {kind} image (a phone's photo format); the model takes JPEG "
+                "or PNG only. Export or share it as JPEG and upload that."
+            ) from exc
         raise _unreadable(name, "it is not an image file") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"“{name}” has too many pixels to be checked safely.") from exc
