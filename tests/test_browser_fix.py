@@ -2,7 +2,7 @@
 
 A 14 s clip is too long for the model: the Generate form keeps it and offers Fix it, the
 fix opens in a dialog over the form, the range sliders pick a 3.0–10.0 s segment, the
-previews qcluster converts it while a progress bar moves, and "Use this clip" puts the
+previews qcluster converts it while a progress bar shows how far it is, and "Use this clip" puts the
 copy in the form, where the prompt is still as typed; Generate then makes a run of it.
 """
 
@@ -99,9 +99,20 @@ def test_it_trims_a_14_s_clip_in_a_dialog_and_generates_from_the_copy(
     page.screenshot(path=str(SCREENSHOT))
 
     # The conversion runs on the previews qcluster; the bar follows it, then "Use this clip".
+    page.evaluate(
+        """() => {
+          window.__bars = [];
+          new MutationObserver(() => document.querySelectorAll(".fix-progress progress")
+              .forEach((bar) => window.__bars.push(Number(bar.value))))
+            .observe(document.body, { subtree: true, childList: true, attributes: true });
+        }"""
+    )
     dialog.get_by_role("button", name=re.compile("Fix it")).click()
     use = dialog.get_by_role("link", name="Use this clip")
     expect(use).to_be_visible(timeout=30_000)
+    bars = page.evaluate("window.__bars")
+    assert bars and all(0 <= value < 100 for value in bars), bars  # shown while it ran
+    assert bars == sorted(bars), bars
     code = use.get_attribute("data-use-reference") or ""
     href = use.get_attribute("href") or ""
     [copy] = stack.query(

@@ -305,6 +305,25 @@ def test_it_converts_again_once_the_copy_was_deleted(owner, owner_client, mkv_cl
     assert again.pk != fix.pk and again.status == FixStatus.QUEUED  # not an empty "Done"
 
 
+def test_it_writes_its_progress_to_the_row_as_it_goes(owner, mkv_clip, monkeypatch):
+    monkeypatch.setattr(fixes, "PROGRESS_EVERY_SECONDS", 0)  # every frame, for the test
+    reference = problem_reference(owner, mkv_clip)
+    fix = fixes.start_fix(reference, None, None)
+    seen: list[float] = []
+    write = ReferenceFix.record_progress
+
+    def record(self: ReferenceFix, fraction: float) -> None:
+        write(self, fraction)
+        seen.append(ReferenceFix.objects.get(pk=self.pk).progress)  # what the page polls
+
+    monkeypatch.setattr(ReferenceFix, "record_progress", record)
+    fixes.run_fix(fix.pk)
+
+    assert len(seen) > 10 and seen == sorted(seen)
+    assert 0 < seen[len(seen) // 2] < 1
+    assert ReferenceFix.objects.get(pk=fix.pk).progress == 1
+
+
 def test_it_says_why_a_conversion_failed_and_keeps_the_original(owner, mkv_clip, tmp_path):
     reference = problem_reference(owner, mkv_clip)
     # Damaged in storage since it was checked.
