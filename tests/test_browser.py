@@ -314,13 +314,21 @@ def test_it_runs_a_two_variant_batch_then_compares_and_remixes(
     page.click("details.fanout summary")
     page.fill("#id_variants", "@Video1 as an oil painting")
     expect(page.locator("#estimate")).to_have_text("2 runs · $1.008")
+    # Each ticked duration and each repeat multiplies it, live: 2 prompts × (3 s, 5 s) × 2.
+    page.check("input[name=more_durations][value='5']")
+    page.select_option("#id_repeat", "2")
+    expect(page.locator("#estimate")).to_have_text("8 runs · $5.376")
+    expect(page.locator("#generate-form button.primary")).to_have_text("Generate 8 runs")
+    page.uncheck("input[name=more_durations][value='5']")
+    page.select_option("#id_repeat", "1")
+    expect(page.locator("#estimate")).to_have_text("2 runs · $1.008")
+    expect(page.locator("#generate-form button.primary")).to_have_text("Generate 2 runs")
     page.keyboard.press("Control+Enter")  # from the Variants box: submits the form
 
     # The batch page: two cards, each polling on its own, both turning into players.
     page.wait_for_url(re.compile(r"/batches/[0-9a-f-]{36}/$"))
     cards = page.locator(".batch-cell .status-card")
     expect(cards).to_have_count(2)
-    assert "running" in page.title() or page.locator(".status-card[data-status=completed]").count()
     page.wait_for_function(
         "document.querySelectorAll('.batch-cell [data-status=completed] video').length === 2",
         timeout=60_000,
