@@ -122,6 +122,20 @@ def test_it_answers_an_htmx_share_with_the_panel_holding_the_new_link(owner_clie
 # --- Expired, revoked, deleted ----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("public", "warned"),
+    [("", True), ("http://192.168.1.20:8000", True), ("https://clips.example.com", False)],
+)
+def test_the_share_panel_says_when_a_link_cannot_unfurl(
+    owner_client, owner, clip, settings, public, warned
+):
+    settings.PUBLIC_BASE_URL = public
+    run = make_run(owner, clip)
+    page = owner_client.get(run.get_absolute_url()).content.decode()
+    assert "Create share link" in page
+    assert ("won’t unfurl into a preview" in page) is warned
+
+
 def test_it_answers_404_for_an_expired_share_token(client, owner, clip):
     link = ShareLink.create(owner, run=make_run(owner, clip), expires_in=timedelta(days=1))
     assert client.get(reverse("shared", args=[link.token])).status_code == 200

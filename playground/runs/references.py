@@ -73,6 +73,12 @@ def _is_local_host(host: str) -> bool:
     return not address.is_global
 
 
+def public_address_is_local() -> bool:
+    """Whether this instance's public address is one only this machine or its network can
+    reach (PUBLIC_BASE_URL unset, or set to such a host)."""
+    return _is_local_host(urlsplit(public_base_url()).hostname or "")
+
+
 def gateway_is_local() -> bool:
     return _is_local_host(urlsplit(settings.AIGATEWAY_BASE_URL).hostname or "")
 

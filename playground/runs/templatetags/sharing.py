@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.dateformat import format as date_format
 
 from playground.runs.models import DEFAULT_SHARE_EXPIRY, SHARE_EXPIRIES, Batch, Run, ShareLink
-from playground.runs.references import public_base_url
+from playground.runs.references import public_address_is_local, public_base_url
 
 register = template.Library()
 
@@ -28,6 +28,16 @@ class SharePanel:
     # (key, label, "until …" as the sentence under the form ends) per choice, in order.
     expiries: list[tuple[str, str, str]]
     default_expiry: str
+
+    @property
+    def unfurls(self) -> bool:
+        """Whether a chat app can fetch the page's preview tags: they name files under
+        PUBLIC_BASE_URL, never the Host a request came with (which anyone can forge)."""
+        return not public_address_is_local()
+
+    @property
+    def public_base_url(self) -> str:
+        return public_base_url()
 
     @property
     def default_until(self) -> str:
