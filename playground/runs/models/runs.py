@@ -1,15 +1,13 @@
-"""Runs and their references. Every status change is a method here, guarded by a
-conditional UPDATE so two processes never both act on one run (and never pay twice).
+"""Runs. Every status change is a method here, guarded by a conditional UPDATE so two
+processes never both act on one run (and never pay twice).
 
 The work between the changes (HTTP to the provider, files, PyAV) is in runs/steps.py."""
 
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -20,93 +18,15 @@ from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import Coalesce, Greatest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
 from playground import kling
 from playground.gateway import Job
 from playground.lib import media, video
-from playground.lib.media import size_label
 from playground.lib.thumbnails import remove_thumbnail
+from playground.runs.models.references import Reference
 from playground.runs.money import cost_of_seconds
 
 log = logging.getLogger(__name__)
-
-
-class ReferenceKind(models.TextChoices):
-    VIDEO = "video", "Video"
-    IMAGE = "image", "Image"
-
-
-class Reference(models.Model):
-    """An uploaded reference, kept per user and reusable across runs: the video that guides
-    the shot (@Video1), or an image the prompt cites (@Image1 … @Image4)."""
-
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="references"
-    )
-    kind = models.CharField(
-        max_length=8, choices=ReferenceKind.choices, default=ReferenceKind.VIDEO
-    )
-    # A conformed copy ("Fix it") remembers the original it was made from.
-    derived_from = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="fixes"
-    )
-    # Why the model would refuse this video as it is (too long, too big, wrong codec…).
-    # Such a video is kept only so it can be fixed; it is never sent to the provider.
-    problems = models.TextField(blank=True)
-    name = models.CharField(max_length=255)
-    file = models.FileField(max_length=255)
-    poster = models.FileField(max_length=255, blank=True)
-    # An H.264 copy for the page when browsers can't decode the original (HEVC, MPEG-4).
-    preview = models.FileField(max_length=255, blank=True)
-    # Kept beside the name so the storage quota is one query, never a HEAD per file.
-    preview_bytes = models.PositiveBigIntegerField(default=0)
-    format_name = models.CharField(max_length=64)
-    codec = models.CharField(max_length=32)
-    width = models.PositiveIntegerField()
-    height = models.PositiveIntegerField()
-    fps = models.FloatField(default=0)  # 0 for an image
-    duration = models.FloatField(default=0)  # 0 for an image
-    size = models.PositiveBigIntegerField()
-    has_audio = models.BooleanField(default=False)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [
-            models.Index(fields=["user", "kind", "-created_at"], name="reference_library_idx")
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def resolution(self) -> str:
-        return f"{self.width}×{self.height}"
-
-    @property
-    def facts(self) -> str:
-        return f"{self.duration:.3g} s · {self.resolution} · {self.fps:g} fps"
-
-    @property
-    def is_image(self) -> bool:
-        return self.kind == ReferenceKind.IMAGE
-
-    @property
-    def is_usable(self) -> bool:
-        return not self.problems
-
-    @property
-    def needs_preview(self) -> bool:
-        # A Matroska/WebM upload (kept only to be fixed) is served as video/mp4 too.
-        return not self.is_image and (
-            self.codec not in video.BROWSER_CODECS or self.format_name != video.MP4_FAMILY
-        )
-
-    @property
-    def size_label(self) -> str:
-        return size_label(self.size)
 
 
 class Status(models.TextChoices):
@@ -132,61 +52,6 @@ class CostSource(models.TextChoices):
 
 
 STATUS_KEY_SALT = "run-status"
-
-
-class Batch(models.Model):
-    """Runs made by one press of Generate: variants of a prompt, durations, repeats, all
-    against one reference. Its runs are ordinary runs; the batch groups them on one page."""
-
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="batches"
-    )
-    # The form's key: a resubmitted form finds the batch it already made.
-    idempotency_key = models.UUIDField()
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["user", "idempotency_key"], name="one_batch_per_form_submission"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return str(self.code)
-
-    def get_absolute_url(self) -> str:
-        return reverse("batch", args=[self.code])
-
-    def shareable_runs(self) -> RunQuerySet:
-        """The variants a share link to this batch shows, in the order they were made."""
-        return Run.objects.filter(batch=self).shareable().order_by("created_at", "pk")
-
-    @staticmethod
-    def totals(runs: Sequence[Run]) -> BatchTotals:
-        """What the batch's runs cost together (runs already loaded: no query)."""
-        return BatchTotals(
-            runs=len(runs),
-            active=sum(run.is_active for run in runs),
-            completed=sum(run.status == Status.COMPLETED for run in runs),
-            estimated_micros=sum(run.estimated_cost_micros for run in runs),
-            billed_micros=sum(run.billed_cost_micros or 0 for run in runs),
-            billing_unknown=any(run.billing_unknown for run in runs),
-            simulated=any(run.simulated for run in runs),
-        )
-
-
-@dataclass(frozen=True)
-class BatchTotals:
-    runs: int
-    active: int
-    completed: int
-    estimated_micros: int
-    billed_micros: int
-    billing_unknown: bool
-    simulated: bool
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -268,7 +133,7 @@ class Run(models.Model):
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="remixes"
     )
     batch = models.ForeignKey(
-        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
+        "runs.Batch", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs"
     )
     # The owner's own marks, private to them.
     starred = models.BooleanField(default=False)
@@ -479,10 +344,10 @@ class Run(models.Model):
         ):
             return False
         now = timezone.now()
-        ShareLink.objects.filter(run=self, revoked_at=None).update(revoked_at=now)
+        self.share_links.filter(revoked_at=None).update(revoked_at=now)
         if self.batch is not None and not self.batch.shareable_runs().exists():
             # A batch link with nothing left to show is closed too, not listed as live.
-            ShareLink.objects.filter(batch=self.batch, revoked_at=None).update(revoked_at=now)
+            self.batch.share_links.filter(revoked_at=None).update(revoked_at=now)
         # Its images go with its prompt, so they can be deleted from the library too.
         RunImage.objects.filter(run=self).delete()
         for name in (self.result.name, self.poster.name):
@@ -773,261 +638,3 @@ class RunImage(models.Model):
 
     def __str__(self) -> str:
         return f"@Image{self.position} of {self.run_id}"
-
-
-# What the share form offers, in its order: the key it posts, its label, the link's life.
-SHARE_EXPIRIES: dict[str, tuple[str, timedelta | None]] = {
-    "never": ("Never", None),
-    "1d": ("1 day", timedelta(days=1)),
-    "7d": ("7 days", timedelta(days=7)),
-    "30d": ("30 days", timedelta(days=30)),
-}
-DEFAULT_SHARE_EXPIRY = "7d"
-
-
-class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
-    def live(self) -> ShareLinkQuerySet:
-        """Links that still open: not revoked, not expired."""
-        now = timezone.now()
-        return self.filter(revoked_at=None).filter(Q(expires_at=None) | Q(expires_at__gt=now))
-
-
-class ShareLink(models.Model):
-    """A public, read-only link to one finished run or to a whole batch.
-
-    The token is the only key: it is not the run's code, so sharing never exposes the
-    private address, and revoking or expiring a link closes it without touching the run.
-    """
-
-    token = models.CharField(max_length=64, unique=True)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
-    )
-    run = models.ForeignKey(
-        Run, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
-    )
-    batch = models.ForeignKey(
-        Batch, on_delete=models.CASCADE, null=True, blank=True, related_name="share_links"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    expires_at = models.DateTimeField(null=True, blank=True)  # None: never
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    views = models.PositiveIntegerField(default=0)
-
-    objects = ShareLinkQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(run__isnull=False, batch__isnull=True)
-                | Q(run__isnull=True, batch__isnull=False),
-                name="share_link_has_one_target",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return self.token
-
-    def variant_key(self, run: Run) -> str:
-        """How a batch link names one of its runs in its files' URLs: derived from the
-        link's token and the run, so the public page never shows a run's private code."""
-        return salted_hmac("share-variant", f"{self.token}:{run.code}").hexdigest()[:20]
-
-    @classmethod
-    def create(
-        cls,
-        user: User,
-        *,
-        run: Run | None = None,
-        batch: Batch | None = None,
-        expires_in: timedelta | None = None,
-    ) -> ShareLink:
-        """A new link (a run may have several, say one per recipient); None: never expires."""
-        now = timezone.now()
-        return cls.objects.create(
-            token=secrets.token_urlsafe(18),
-            user=user,
-            run=run,
-            batch=batch,
-            created_at=now,
-            expires_at=now + expires_in if expires_in is not None else None,
-        )
-
-    @property
-    def is_expired(self) -> bool:
-        return self.expires_at is not None and self.expires_at <= timezone.now()
-
-    @property
-    def is_live(self) -> bool:
-        return self.revoked_at is None and not self.is_expired
-
-    def revoke(self) -> bool:
-        """Close the link for good. False if it was revoked already (the first time stays)."""
-        now = timezone.now()
-        if not ShareLink.objects.filter(pk=self.pk, revoked_at=None).update(revoked_at=now):
-            return False
-        self.revoked_at = now
-        return True
-
-    def register_view(self) -> None:
-        # One UPDATE: two visitors at once must both count.
-        ShareLink.objects.filter(pk=self.pk).update(views=models.F("views") + 1)
-
-    def shared_runs(self) -> RunQuerySet:
-        """What the link shows: its run, or every completed variant of its batch."""
-        if self.batch is not None:
-            return self.batch.shareable_runs()
-        return Run.objects.filter(share_links=self).shareable()
-
-
-class FixStatus(models.TextChoices):
-    QUEUED = "queued", "Waiting"
-    RUNNING = "running", "Converting"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
-
-
-# Past the previews cluster's timeout (600 s) and retry (660 s), settings.Q_CLUSTER: a fix
-# still RUNNING then lost its worker.
-FIX_STALE_AFTER = timedelta(minutes=15)
-
-
-class ReferenceFix(models.Model):
-    """ "Fix it": a conversion of a video the model would refuse (too long, too big, too
-    fast, another codec) into a copy it takes, made by a background task. The original is
-    kept; the copy becomes a new reference in the library."""
-
-    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reference_fixes"
-    )
-    source = models.ForeignKey(Reference, on_delete=models.CASCADE, related_name="fix_jobs")
-    # The segment to keep, in seconds of the source (None: up to its end).
-    start = models.FloatField(default=0)
-    end = models.FloatField(null=True, blank=True)
-    status = models.CharField(max_length=8, choices=FixStatus.choices, default=FixStatus.QUEUED)
-    progress = models.FloatField(default=0)  # 0..1, written by the task as it goes
-    error_message = models.TextField(blank=True)
-    result = models.ForeignKey(
-        Reference, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
-    created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-
-    def __str__(self) -> str:
-        return f"fix {self.code} of {self.source_id} ({self.status})"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in (FixStatus.DONE, FixStatus.FAILED)
-
-    @property
-    def percent(self) -> int:
-        return round(100 * self.progress)
-
-    # Each change below is one conditional UPDATE from the state it expects, so a task
-    # delivered twice (django-q2 delivers at least once) converts the video once.
-
-    def claim(self) -> bool:
-        """QUEUED → RUNNING, before any work. A RUNNING fix is taken again only once it is
-        older than FIX_STALE_AFTER: its worker died, and django-q2 delivers it again."""
-        stale = timezone.now() - FIX_STALE_AFTER
-        if not ReferenceFix.objects.filter(
-            Q(status=FixStatus.QUEUED) | Q(status=FixStatus.RUNNING, created_at__lt=stale),
-            pk=self.pk,
-        ).update(status=FixStatus.RUNNING, progress=0):
-            return False
-        self.status, self.progress = FixStatus.RUNNING, 0
-        return True
-
-    def record_progress(self, fraction: float) -> None:
-        ReferenceFix.objects.filter(pk=self.pk, status=FixStatus.RUNNING).update(
-            progress=min(max(fraction, 0.0), 1.0)
-        )
-
-    def finish(self, result: Reference) -> bool:
-        """RUNNING → DONE with the conformed copy. False if the fix was not running here."""
-        now = timezone.now()
-        if not ReferenceFix.objects.filter(pk=self.pk, status=FixStatus.RUNNING).update(
-            status=FixStatus.DONE, progress=1, result=result, finished_at=now
-        ):
-            return False
-        self.status, self.progress, self.result = FixStatus.DONE, 1, result
-        self.finished_at = now
-        return True
-
-    @classmethod
-    def give_up_stale(cls, user: User) -> int:
-        """End the user's fixes that have outlived any worker (killed at the cluster's
-        timeout, their `fail` never ran): they stop counting as under way, their page stops
-        polling, and the same segment can be asked for again."""
-        return cls.objects.filter(
-            user=user,
-            status__in=[FixStatus.QUEUED, FixStatus.RUNNING],
-            created_at__lt=timezone.now() - FIX_STALE_AFTER,
-        ).update(
-            status=FixStatus.FAILED,
-            error_message="The conversion stopped before it finished (it took too long, or "
-            "its worker was stopped). Try again, perhaps with a shorter segment.",
-            finished_at=timezone.now(),
-        )
-
-    def fail(self, message: str) -> None:
-        ReferenceFix.objects.filter(
-            pk=self.pk, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
-        ).update(status=FixStatus.FAILED, error_message=message, finished_at=timezone.now())
-        self.refresh_from_db()
-
-
-class WebhookEvent(models.Model):
-    """A webhook delivery already applied, by the gateway's event id: a replay (the gateway
-    retries, an attacker resends) finds it here and changes nothing."""
-
-    event_id = models.CharField(max_length=128, unique=True)
-    job_id = models.CharField(max_length=128, blank=True)
-    received_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return self.event_id
-
-
-class TrackerLease(models.Model):
-    """A named row to lock (the instance budget's lock); it once held the single tracker's
-    lease, before every worker ran a tracker of its own (see `Tracker`)."""
-
-    name = models.CharField(max_length=32, primary_key=True)
-    holder = models.CharField(max_length=64, blank=True)
-    expires_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"{self.name} held by {self.holder or 'nobody'} until {self.expires_at}"
-
-
-class Tracker(models.Model):
-    """One worker's tracker loop, as it reports itself while it runs (runs/tracker.py).
-
-    Every `qcluster` process runs one; they share the work through per-run claims. The
-    rows tell an operator which workers are tracking and how much each did, and let a
-    tracker on the same host hand a dead one's claims back at once.
-    """
-
-    holder = models.CharField(max_length=120, unique=True)  # host:pid:random
-    started_at = models.DateTimeField(default=timezone.now)
-    seen_at = models.DateTimeField(default=timezone.now)
-    stopped_at = models.DateTimeField(null=True, blank=True)
-    steps = models.PositiveBigIntegerField(default=0)
-
-    class Meta:
-        ordering = ["-started_at"]
-
-    def __str__(self) -> str:
-        return f"tracker {self.holder} ({self.steps} steps)"
-
-    @property
-    def live(self) -> bool:
-        recent = timezone.now() - timedelta(seconds=settings.TRACKER_LEASE_SECONDS)
-        return self.stopped_at is None and self.seen_at > recent
