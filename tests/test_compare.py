@@ -26,6 +26,18 @@ def test_it_diffs_prompts_word_by_word():
     assert "".join(p.text for p in pieces if p.kind != "removed") == "@Video1 at night, warm  light"
 
 
+def test_it_replaces_a_long_repetitive_middle_whole_instead_of_diffing_it():
+    # Two 2,500-character prompts of one repeated word: word by word, SequenceMatcher
+    # takes seconds of CPU per pair (the compare page does three). Kept: what they share.
+    before = "@Video1 " + "a " * 1240 + "end"
+    after = "@Video1 " + "a b " * 620 + "end"
+    pieces = word_diff(before, after)
+    assert [p.kind for p in pieces] == ["same", "removed", "added", "same"]
+    assert pieces[0].text.startswith("@Video1 a ") and pieces[-1].text == "end"
+    assert "".join(p.text for p in pieces if p.kind != "removed") == after
+    assert "".join(p.text for p in pieces if p.kind != "added") == before
+
+
 @pytest.fixture
 def two_runs(owner, clip):
     reference = make_reference(owner, clip)

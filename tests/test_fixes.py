@@ -5,15 +5,19 @@ from __future__ import annotations
 import html
 import itertools
 import re
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.urls import reverse
 
 from playground.lib import conform, media, video
@@ -36,8 +40,10 @@ def quick_video(
     codec: str = "libx264",
     container_format: str | None = None,
     audio: bool = False,
+    audio_seconds: float | None = None,
 ) -> Path:
-    """A clip made fast: eight pictures in turn (a bar that grows), so encoding is cheap."""
+    """A clip made fast: eight pictures in turn (a bar that grows), so encoding is cheap.
+    Its sound, if any, lasts `audio_seconds` (as long as the picture unless given)."""
     looks = []
     for i in range(8):
         img = np.zeros((height, width, 3), np.uint8)
@@ -60,7 +66,8 @@ def quick_video(
             tone = (0.2 * np.sin(np.arange(1024) / 8)).astype(np.float32)[None, :]
             chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
             chunk.sample_rate = 8000
-            for t0 in range(0, int(seconds * 8000), 1024):
+            heard = seconds if audio_seconds is None else audio_seconds
+            for t0 in range(0, int(heard * 8000), 1024):
                 chunk.pts = t0
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
@@ -279,6 +286,76 @@ def test_it_keeps_an_mkv_upload_with_a_preview_and_re_encodes_it_to_h264_mp4(
     assert made.codec == "h264" and made.is_mp4_family and not video.reference_problems(made)
 
 
+class CountingInput:
+    """An input container that counts the packets read from it."""
+
+    def __init__(self, container: Any) -> None:
+        self.container, self.packets = container, 0
+
+    def __enter__(self) -> CountingInput:
+        self.container.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.container, name)
+
+    def demux(self, *streams: Any) -> Iterator[Any]:
+        for packet in self.container.demux(*streams):
+            self.packets += 1
+            yield packet
+
+
+def test_a_segment_reads_little_past_its_end_when_the_sound_stops_early(
+    fix_dir, tmp_path, monkeypatch
+):
+    # 10 s of picture and half a second of sound: the sound's end past the segment's is
+    # never seen, which once kept the worker decoding to the end of the file.
+    source = quick_video(
+        fix_dir / "quiet.mp4", width=160, height=120, seconds=10, audio=True, audio_seconds=0.5
+    )
+    opened: list[CountingInput] = []
+    real_open = av.open
+
+    def counting_open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        container = real_open(path, *args, **kwargs)
+        if args or kwargs.get("mode") == "w" or "format" in kwargs:
+            return container  # the output
+        opened.append(CountingInput(container))
+        return opened[-1]
+
+    monkeypatch.setattr(av, "open", counting_open)
+    conform.transcode(source, tmp_path / "out.mp4", width=160, height=120, start=0, end=2.0)
+    monkeypatch.undo()
+
+    reads = max(reading.packets for reading in opened)
+    assert reads < 24 * (2 + conform.PAST_END_SECONDS + 0.5) + 30, reads  # not ~260
+    assert abs(video.probe(tmp_path / "out.mp4").duration - 2.0) < 0.1
+
+
+def understated(path: Path, seconds: float) -> Path:
+    """The clip with its track header (mdhd) claiming `seconds`: a forged length."""
+    data = bytearray(path.read_bytes())
+    at = data.index(b"mdhd") + 4  # version (0: 32-bit fields), flags, created, modified
+    timescale = int.from_bytes(data[at + 12 : at + 16], "big")
+    data[at + 16 : at + 20] = int(seconds * timescale).to_bytes(4, "big")
+    forged = path.with_name("forged-" + path.name)
+    forged.write_bytes(bytes(data))
+    return forged
+
+
+def test_a_header_that_understates_the_video_is_refused_and_bounds_a_conversion(fix_dir, tmp_path):
+    source = understated(quick_video(fix_dir / "ten.mp4", width=160, height=120, seconds=10), 2)
+    with pytest.raises(video.UnreadableVideo, match=r"its header says 2\.00 s but it holds 10"):
+        video.probe(source)
+    # Converted whole anyway (what the header says is all a conversion goes by), it stops
+    # soon after the claimed end instead of writing all that is there.
+    conform.transcode(source, tmp_path / "out.mp4", width=160, height=120)
+    assert video.probe(tmp_path / "out.mp4").duration < 2 + conform.PAST_END_SECONDS + 0.2
+
+
 def test_it_converts_once_when_the_task_is_delivered_twice(owner, mkv_clip, tmp_path):
     reference = problem_reference(owner, mkv_clip)
     fix = fixes.start_fix(reference, None, None)  # its on_commit never runs here
@@ -460,3 +537,42 @@ def test_it_gives_up_a_fix_that_outlived_its_worker(owner):
     stuck.refresh_from_db()
     assert stuck.status == FixStatus.FAILED and "stopped before it finished" in stuck.error_message
     assert again.pk != stuck.pk and again.status == FixStatus.QUEUED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_asks_cannot_pass_the_two_conversions_limit_together(owner, long_clip):
+    source = problem_reference(owner, long_clip, problems=LONG_PROBLEM)
+    start = threading.Barrier(6)
+    outcomes: list[str] = []
+
+    def ask(n: int) -> None:
+        start.wait(timeout=10)
+        try:
+            fixes.start_fix(source, 0.5 * n, 0.5 * n + 5)  # a segment of its own each
+            outcomes.append("queued")
+        except fixes.FixRefused:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["queued"] * 2 + ["refused"] * 4
+    assert ReferenceFix.objects.count() == fixes.MAX_UNFINISHED_FIXES
+
+
+def test_a_fix_that_waited_long_in_the_queue_is_not_stale_once_it_starts(owner):
+    problem = "The file is Matroska/WebM (.mkv/.webm); the model takes MP4 or MOV only."
+    source = make_reference(owner, problems=problem, format_name="matroska,webm")
+    fix = fixes.start_fix(source, None, None)
+    ReferenceFix.objects.filter(pk=fix.pk).update(
+        created_at=fix.created_at - timedelta(minutes=20)  # a busy queue
+    )
+    fix.refresh_from_db()
+    assert fix.claim()  # a worker takes it now
+    assert ReferenceFix.give_up_stale(owner) == 0
+    assert not ReferenceFix.objects.get(pk=fix.pk).claim(), "taken twice"
+    assert ReferenceFix.objects.get(pk=fix.pk).status == FixStatus.RUNNING

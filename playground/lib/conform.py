@@ -24,6 +24,10 @@ from playground.lib import video
 CAPPED_FPS = 30
 # Decoding stops this close before the end, so a frame exactly at `end` is left out.
 EPSILON = 1e-6
+# How far past the end (the segment's, else the header's length) packets are still read:
+# streams interleave within a fraction of a second, so the last frames before the end are
+# in by then.
+PAST_END_SECONDS = 1.0
 
 Progress = Callable[[float], None]
 
@@ -106,7 +110,14 @@ def transcode(
         slots = _Slots(rate, source_rate)
         samples = 0
         video_done, audio_done = False, ain is None
+        # Past this, nothing is read: a stream whose end is never seen (audio shorter than
+        # the segment) or a file holding far more than its header says must not keep the
+        # worker decoding to the end of it.
+        give_up_at = stop + PAST_END_SECONDS
         for packet in inp.demux(*[s for s in (vin, ain) if s is not None]):
+            at = packet.pts * packet.time_base if packet.pts is not None else None
+            if at is not None and float(at) > give_up_at:
+                break
             for frame in packet.decode():
                 if not isinstance(frame, av.VideoFrame | av.AudioFrame):
                     continue

@@ -193,6 +193,13 @@ def _check_complete(
             f"it looks truncated: it claims {duration:.2f} s but holds only "
             f"{max(last_end - start, 0):.2f} s of video"
         )
+    if duration and (last_end - start) > duration * 1.5 + 2:
+        # A header that understates the video (edited, or forged to pass the length
+        # limit) would have every conversion of it bounded by a length it does not have.
+        raise UnreadableVideo(
+            f"its header says {duration:.2f} s but it holds {last_end - start:.2f} s of "
+            "video; re-export it"
+        )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+from django.contrib.auth.models import User
 from django.db import transaction
 from django_q.tasks import async_task
 
@@ -84,35 +85,43 @@ def start_fix(reference: Reference, start: float | None, end: float | None) -> R
     else:
         start, end, share = 0.0, None, 1.0  # the whole clip (bounded in run_fix)
     ReferenceFix.give_up_stale(reference.user)
-    existing = (
-        ReferenceFix.objects.filter(source=reference, start=start, end=end)
-        .exclude(status=FixStatus.FAILED)
-        .exclude(status=FixStatus.DONE, result=None)  # its copy was deleted since: again
-        .first()
-    )
-    if existing is not None:
-        return existing
-    unfinished = ReferenceFix.objects.filter(
-        user=reference.user, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
-    ).count()
-    if unfinished >= MAX_UNFINISHED_FIXES:
-        # One previews worker serves everybody: one user's burst must not hold it all.
-        raise FixRefused(
-            f"You already have {unfinished} conversions under way; wait for one to finish."
+    with transaction.atomic():
+        # Parallel asks of one user queue here, so none gets past the count below with
+        # another (on SQLite every write transaction begins IMMEDIATE: the same queue).
+        User.objects.select_for_update().filter(pk=reference.user_id).first()
+        existing = (
+            ReferenceFix.objects.filter(source=reference, start=start, end=end)
+            .exclude(status=FixStatus.FAILED)
+            .exclude(status=FixStatus.DONE, result=None)  # its copy was deleted since: again
+            .first()
         )
-    # The copy's size is not known before it is made; the source's share is a fair guess
-    # (run_fix checks the real size again).
-    if problem := storage_use(reference.user).refusal(reference.name, int(reference.size * share)):
-        raise FixRefused(problem)
-    fix = ReferenceFix.objects.create(user=reference.user, source=reference, start=start, end=end)
-    transaction.on_commit(
-        lambda: async_task(
-            "playground.runs.fixes.run_fix",
-            fix.pk,
-            task_name=f"fix {fix.code}",
-            cluster=CLUSTER,
+        if existing is not None:
+            return existing
+        unfinished = ReferenceFix.objects.filter(
+            user=reference.user, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
+        ).count()
+        if unfinished >= MAX_UNFINISHED_FIXES:
+            # One previews worker serves everybody: one user's burst must not hold it all.
+            raise FixRefused(
+                f"You already have {unfinished} conversions under way; wait for one to finish."
+            )
+        # The copy's size is not known before it is made; the source's share is a fair guess
+        # (run_fix checks the real size again).
+        if problem := storage_use(reference.user).refusal(
+            reference.name, int(reference.size * share)
+        ):
+            raise FixRefused(problem)
+        fix = ReferenceFix.objects.create(
+            user=reference.user, source=reference, start=start, end=end
         )
-    )
+        transaction.on_commit(
+            lambda: async_task(
+                "playground.runs.fixes.run_fix",
+                fix.pk,
+                task_name=f"fix {fix.code}",
+                cluster=CLUSTER,
+            )
+        )
     return fix
 
 

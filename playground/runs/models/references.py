@@ -4,7 +4,7 @@ reusable, and "Fix it", the conversion of a video the model would refuse."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -125,6 +125,8 @@ class ReferenceFix(models.Model):
         Reference, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    # When a worker took it: a fix that waited long in a busy queue is not stale for that.
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -147,13 +149,13 @@ class ReferenceFix(models.Model):
     def claim(self) -> bool:
         """QUEUED → RUNNING, before any work. A RUNNING fix is taken again only once it is
         older than FIX_STALE_AFTER: its worker died, and django-q2 delivers it again."""
-        stale = timezone.now() - FIX_STALE_AFTER
+        now = timezone.now()
         if not ReferenceFix.objects.filter(
-            Q(status=FixStatus.QUEUED) | Q(status=FixStatus.RUNNING, created_at__lt=stale),
+            Q(status=FixStatus.QUEUED) | _running_since_before(now - FIX_STALE_AFTER),
             pk=self.pk,
-        ).update(status=FixStatus.RUNNING, progress=0):
+        ).update(status=FixStatus.RUNNING, progress=0, started_at=now):
             return False
-        self.status, self.progress = FixStatus.RUNNING, 0
+        self.status, self.progress, self.started_at = FixStatus.RUNNING, 0, now
         return True
 
     def record_progress(self, fraction: float) -> None:
@@ -177,10 +179,10 @@ class ReferenceFix(models.Model):
         """End the user's fixes that have outlived any worker (killed at the cluster's
         timeout, their `fail` never ran): they stop counting as under way, their page stops
         polling, and the same segment can be asked for again."""
+        stale = timezone.now() - FIX_STALE_AFTER
         return cls.objects.filter(
+            Q(status=FixStatus.QUEUED, created_at__lt=stale) | _running_since_before(stale),
             user=user,
-            status__in=[FixStatus.QUEUED, FixStatus.RUNNING],
-            created_at__lt=timezone.now() - FIX_STALE_AFTER,
         ).update(
             status=FixStatus.FAILED,
             error_message="The conversion stopped before it finished (it took too long, or "
@@ -193,3 +195,11 @@ class ReferenceFix(models.Model):
             pk=self.pk, status__in=[FixStatus.QUEUED, FixStatus.RUNNING]
         ).update(status=FixStatus.FAILED, error_message=message, finished_at=timezone.now())
         self.refresh_from_db()
+
+
+def _running_since_before(moment: datetime) -> Q:
+    """Fixes a worker took before `moment` (older rows, made before started_at was kept,
+    by when they were asked for)."""
+    return Q(status=FixStatus.RUNNING) & (
+        Q(started_at__lt=moment) | Q(started_at=None, created_at__lt=moment)
+    )
