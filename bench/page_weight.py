@@ -22,7 +22,6 @@ import argparse
 import gzip
 import os
 import re
-import shutil
 import sys
 import tempfile
 import uuid
@@ -53,17 +52,20 @@ from django.conf import settings  # noqa: E402
 settings.STATIC_ROOT = TMP / "static"
 
 from django.contrib.auth.models import User  # noqa: E402
+from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import NoReverseMatch, reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from playground.lib import video  # noqa: E402
-from playground.lib.media import media_path  # noqa: E402
+from playground.lib import media, video  # noqa: E402
+from playground.runs.images import store_image  # noqa: E402
 from playground.runs.models import Batch, Reference, Run  # noqa: E402
 from tests.videos import make_video  # noqa: E402
 
 KB = 1024
+IMAGES = 8  # reference images in the user's library
 # As long as people write them: longer than the 90 characters a history row shows.
 PROMPT = (
     "@Video1 shot {}: the same street at golden hour, a slow push-in, warm light on wet "
@@ -130,10 +132,8 @@ def make_user(name: str, clip: Path, count: int) -> tuple[Client, Run, Batch | N
     work.mkdir()
     shots = posters(clip, work, count + 1)
     code = uuid.uuid4()
-    folder = media_path("references", str(code))
-    folder.mkdir(parents=True)
-    shutil.copyfile(clip, folder / "original.mp4")
-    shutil.copyfile(shots[-1], folder / "poster.jpg")
+    media.save(f"references/{code}/original.mp4", clip)
+    media.save(f"references/{code}/poster.jpg", shots[-1])
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
         width, height = stream.width, stream.height
@@ -142,14 +142,12 @@ def make_user(name: str, clip: Path, count: int) -> tuple[Client, Run, Batch | N
         poster=f"references/{code}/poster.jpg", format_name=video.MP4_FAMILY, codec="h264",
         width=width, height=height, fps=24, duration=3, size=clip.stat().st_size,
     )  # fmt: skip
-    results = media_path("results")
-    results.mkdir(parents=True, exist_ok=True)
     now = timezone.now()
     runs = []
     for i in range(count):
         run_code = uuid.uuid4()
-        shutil.copyfile(clip, results / f"{run_code}.mp4")
-        shutil.copyfile(shots[i], results / f"{run_code}.jpg")
+        media.save(f"results/{run_code}.mp4", clip)
+        media.save(f"results/{run_code}.jpg", shots[i])
         runs.append(
             Run.objects.create(
                 code=run_code,
@@ -174,6 +172,11 @@ def make_user(name: str, clip: Path, count: int) -> tuple[Client, Run, Batch | N
                 created_at=now - timedelta(hours=i * 7),
             )
         )
+    # A library of reference images, as the Generate page's picker shows them.
+    for i in range(IMAGES):
+        photo = work / f"photo-{i}.jpg"
+        Image.fromarray(photo_like(1200, 800, seed=100 + i)).save(photo, quality=85)
+        store_image(user, SimpleUploadedFile(photo.name, photo.read_bytes(), "image/jpeg"))
     batch = None
     if has_url("batch", uuid.uuid4()):
         batch = Batch.objects.create(user=user, idempotency_key=uuid.uuid4())
