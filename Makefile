@@ -41,16 +41,16 @@ test: $(STAMP) chromium postgresql
 	$(BIN)/mypy
 	$(BIN)/python manage.py makemigrations --check --dry-run --verbosity 0
 	$(BIN)/python -m pytest -n 2
-	$(BIN)/python tests/postgres.py -n 2 -m "not browser"
+	$(BIN)/python tests/postgres.py -n 2 -m "not browser and not bench"
 
 # The same suite on PostgreSQL, Redis and S3 alone (without the browser tests), the
 # real-process ones included: tests/test_scale.py (skipped on SQLite) runs only here.
 test-postgres: $(STAMP) postgresql
-	$(BIN)/python tests/postgres.py -n 2 -m "not browser"
+	$(BIN)/python tests/postgres.py -n 2 -m "not browser and not bench"
 
 # The fast suite: no browser, no extra processes.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not browser and not stack"
+	$(BIN)/python -m pytest -m "not browser and not stack and not bench"
 
 lint: $(STAMP)
 	$(BIN)/ruff check playground tests bench
