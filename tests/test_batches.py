@@ -138,6 +138,9 @@ def test_it_shows_every_card_of_a_batch_polling_on_its_own(owner_client, owner, 
         headers={"HX-Request": "true", "X-Card-Context": "batch"},
     )
     assert poll.status_code == 286 and b"run-side" not in poll.content
+    # It tells the page, so the batch's totals refresh at once rather than at their poll.
+    assert poll.headers["HX-Trigger"] == '{"run-finished": {}}'
+    assert "run-finished from:body" in html
     assert b'id="card-' in poll.content and b"data-tabs" not in poll.content
 
 

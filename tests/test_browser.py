@@ -141,7 +141,11 @@ def test_it_generates_watches_plays_and_seeks_a_run(
     code = RUN_URL.search(page.url).group(1)
     page.evaluate("window.__noReload = 1")
     expect(page.locator("#status-card")).to_have_attribute("data-status", re.compile(".+"))
+    # While a run is live, the page offers a notification for when it is done (the
+    # browser has not been asked yet); once nothing is live, the offer goes.
+    expect(page.locator("#notify-permission")).to_be_visible()
     wait_for_completed_card(page, stack, code)
+    expect(page.locator("#notify-permission")).to_be_hidden()
     statuses = page.evaluate("window.__statuses")
     assert page.evaluate("window.__noReload") == 1, "the run page reloaded"
     assert statuses[0] in ACTIVE, statuses

@@ -34,12 +34,13 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseStopPolling
+from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from playground.lib.requests import HtmxRequest
 from playground.runs.models import ACTIVE, Run
 
 CARD = "runs/run_detail.html#status-card"
+RUN_FINISHED = "run-finished"  # the htmx event a finished card of a batch sends up
 LIVE_FIELDS = ("user_id", "status", "cancel_requested", "provider_job_id", "notice")
 LIVE_SQL = f"SELECT {', '.join(LIVE_FIELDS)} FROM {Run._meta.db_table} WHERE code = %s"
 CODE_FIELD = Run._meta.get_field("code")
@@ -57,7 +58,8 @@ def status_card_response(request: HttpRequest, run: Run) -> HttpResponse:
     if not run.is_final:
         return card
     if compact:
-        return HttpResponseStopPolling(card.content)
+        # The batch page's totals listen for this and refresh at once, not at their next poll.
+        return trigger_client_event(HttpResponseStopPolling(card.content), RUN_FINISHED)
     side = render(request, "runs/run_detail.html#run-side", {"run": run, "oob": True})
     return HttpResponseStopPolling(card.content + side.content)
 
