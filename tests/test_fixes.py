@@ -356,6 +356,27 @@ def test_a_header_that_understates_the_video_is_refused_and_bounds_a_conversion(
     assert video.probe(tmp_path / "out.mp4").duration < 2 + conform.PAST_END_SECONDS + 0.2
 
 
+def test_it_converts_a_camcorders_mpeg_ts_clip_to_mp4(owner, fix_dir):
+    mts = quick_video(
+        fix_dir / "camcorder.mts", width=1280, height=720, seconds=3.5, container_format="mpegts"
+    )
+    reference = problem_reference(owner, mts)
+    assert "The file is MPEG-TS (.mts/.m2ts/.ts); the model takes MP4 or MOV only." in (
+        reference.problems
+    )
+    fix = fixes.start_fix(reference, None, None)
+    fixes.run_fix(fix.pk)
+    fix.refresh_from_db()
+    assert fix.status == FixStatus.DONE, fix.error_message
+    made = probe_stored(fix.result.file.name)
+    assert made.codec == "h264" and made.is_mp4_family and not video.reference_problems(made)
+    # A segment of it too: a transport stream has no index to seek by, and its one
+    # keyframe is at the start; it is read from there.
+    part = fix_dir / "segment.mp4"
+    conform.transcode(mts, part, width=640, height=360, start=1.0, end=3.0)
+    assert abs(video.probe(part).duration - 2.0) < 0.1
+
+
 def test_it_converts_once_when_the_task_is_delivered_twice(owner, mkv_clip, tmp_path):
     reference = problem_reference(owner, mkv_clip)
     fix = fixes.start_fix(reference, None, None)  # its on_commit never runs here
@@ -508,6 +529,7 @@ def test_it_holds_one_user_to_two_conversions_at_a_time(owner):
         ({"duration": 7200.0}, False),  # hours of video are not kept to be transcoded
         ({"format_name": "matroska,webm"}, True),
         ({"format_name": "avi"}, True),
+        ({"format_name": "mpegts"}, True),  # a camcorder's .mts
         ({"format_name": "flv"}, False),  # only the containers phones and recorders write
     ],
 )

@@ -103,7 +103,7 @@ def transcode(
             aout, resampler = video.add_aac(out)
         stop = end if end is not None else video.stream_seconds(inp, vin)
         length = max(stop - start, EPSILON)
-        if start > 0 and vin.time_base:
+        if start > 0 and vin.time_base and video.seeks_by_index(inp):
             # To the keyframe at or before `start`; the frames before it are decoded only
             # to build the first kept one, then dropped.
             inp.seek(int(start / vin.time_base), stream=vin, backward=True)

@@ -18,8 +18,9 @@ from playground.lib.media import sizes_apart
 MP4_FAMILY = "mov,mp4,m4a,3gp,3g2,mj2"
 # Browsers decode these in <video>; anything else gets an H.264 preview copy.
 BROWSER_CODECS = {"h264", "vp8", "vp9", "av1"}
-# Containers "Fix it" re-encodes to MP4: Matroska/WebM (screen recorders, Android), AVI.
-FIXABLE_FORMATS = {"matroska,webm", "avi"}
+# Containers "Fix it" re-encodes to MP4: Matroska/WebM (screen recorders, Android), AVI,
+# and MPEG transport streams (camcorders' .mts/.m2ts, broadcast recordings).
+FIXABLE_FORMATS = {"matroska,webm", "avi", "mpegts"}
 
 
 class UnreadableVideo(ValueError):
@@ -55,7 +56,11 @@ class VideoFacts:
 
 def describe_format(format_name: str) -> str:
     """A human name for a demuxer name, for messages."""
-    names = {MP4_FAMILY: "MP4/MOV", "matroska,webm": "Matroska/WebM (.mkv/.webm)"}
+    names = {
+        MP4_FAMILY: "MP4/MOV",
+        "matroska,webm": "Matroska/WebM (.mkv/.webm)",
+        "mpegts": "MPEG-TS (.mts/.m2ts/.ts)",
+    }
     return names.get(format_name, format_name)
 
 
@@ -289,12 +294,19 @@ def save_poster(video: str | Path, dest: str | Path, *, at: float | None = None)
         stream = container.streams.video[0]
         duration = stream_seconds(container, stream)
         target = min(duration / 3, 1.0) if at is None else at
-        if target > 0 and stream.time_base:
+        if target > 0 and stream.time_base and seeks_by_index(container):
             container.seek(int(target / stream.time_base), stream=stream, backward=True)
         frame = next(container.decode(stream), None)
-        if frame is None:
-            raise UnreadableVideo("no frame could be decoded for a poster")
+    if frame is None:
+        raise UnreadableVideo("no frame could be decoded for a poster")
     write_jpeg(frame, dest)
+
+
+def seeks_by_index(container: av.container.InputContainer) -> bool:
+    """Whether a seek lands on the keyframe before a time: MPEG-TS has no index, and FFmpeg
+    seeking in one can skip past every keyframe (a camcorder's long GOP) and decode
+    nothing; those are read from the start instead."""
+    return container.format.name != "mpegts"
 
 
 def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -> None:
