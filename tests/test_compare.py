@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from playground.lib.worddiff import Piece, word_diff
 from playground.runs.models import Run, RunImage
+from playground.runs.models.runs import REMIXES_SHOWN
 from playground.runs.references import reference_for_url
 from tests.builders import generate_data, make_reference, make_run
 
@@ -174,3 +175,13 @@ def _unescape(text: str) -> str:
         text.replace("&quot;", '"').replace("&#x27;", "'").replace("&lt;", "<")
         .replace("&gt;", ">").replace("&amp;", "&")
     )  # fmt: skip
+
+
+def test_a_run_page_lists_twenty_remixes_and_says_there_are_more(owner_client, owner, clip):
+    parent = make_run(owner, clip)
+    for n in range(REMIXES_SHOWN + 1):
+        make_run(owner, parent=parent, reference=parent.reference, prompt=f"@Video1 remix {n}")
+    page = owner_client.get(parent.get_absolute_url()).content.decode()
+    assert page.count("Remixed as") == REMIXES_SHOWN
+    assert f"remix {REMIXES_SHOWN - 1}" in page and f"remix {REMIXES_SHOWN}”" not in page
+    assert "…and more remixes" in page

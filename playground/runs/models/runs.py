@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -52,6 +53,16 @@ class CostSource(models.TextChoices):
 
 
 STATUS_KEY_SALT = "run-status"
+REMIXES_SHOWN = 20  # on a run's page; the rest are in History
+
+
+@dataclass(frozen=True)
+class Remixes:
+    shown: list[Run]
+    more: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.shown)
 
 
 class RunQuerySet(models.QuerySet["Run"]):
@@ -237,9 +248,13 @@ class Run(models.Model):
         return self.status in ACTIVE
 
     @property
-    def visible_remixes(self) -> list[Run]:
-        """The runs remixed from this one that their owner still keeps."""
-        return list(self.remixes.filter(deleted_at=None).order_by("created_at")[:20])
+    def visible_remixes(self) -> Remixes:
+        """The runs remixed from this one that their owner still keeps, the first
+        REMIXES_SHOWN of them (one more is read, to tell whether there are more)."""
+        kept = list(
+            self.remixes.filter(deleted_at=None).order_by("created_at")[: REMIXES_SHOWN + 1]
+        )
+        return Remixes(shown=kept[:REMIXES_SHOWN], more=len(kept) > REMIXES_SHOWN)
 
     @property
     def image_references(self) -> list[Reference]:
