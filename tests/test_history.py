@@ -355,7 +355,8 @@ def test_it_serves_a_small_cached_thumbnail(
 
     data = served_bytes(response)
     with Image.open(io.BytesIO(data)) as image:
-        assert image.format == "JPEG" and image.width <= 240
+        # The box a row shows it in (96×54 CSS px), covered: never smaller on either side.
+        assert image.format == "JPEG" and image.size == (96, 72)  # a 4:3 clip
     thumb = thumbnail_name(run.poster.name)
     assert is_stored(thumb) and "private" in response["Cache-Control"]
     assert made
@@ -363,7 +364,8 @@ def test_it_serves_a_small_cached_thumbnail(
     assert served_bytes(owner_client.get(url)) == data
     assert made == []  # the stored one, not made again
     assert stranger_client.get(url).status_code == 404
-    assert f'src="{url}"' in owner_client.get(reverse("history")).content.decode()
+    listed = f'src="{url}" alt="" width="96" height="54" loading="lazy" decoding="async"'
+    assert listed in owner_client.get(reverse("history")).content.decode()
 
     run.discard()
     assert not is_stored(thumb)
