@@ -15,8 +15,10 @@ SQLite's plan for the page query, so an index can be judged on evidence.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="bench-history-")
+atexit.register(shutil.rmtree, os.environ["VAR_DIR"], ignore_errors=True)
 os.environ["DJANGO_SETTINGS_MODULE"] = "playground.settings"
 os.environ.pop("AIGATEWAY_API_KEY", None)
 

@@ -19,9 +19,11 @@ compresses about as well as a detailed photograph): real footage lies between th
 from __future__ import annotations
 
 import argparse
+import atexit
 import gzip
 import os
 import re
+import shutil
 import sys
 import tempfile
 import uuid
@@ -35,6 +37,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 TMP = Path(tempfile.mkdtemp(prefix="bench-weight-"))
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 os.environ["VAR_DIR"] = str(TMP / "var")
 os.environ["DJANGO_SETTINGS_MODULE"] = "playground.settings"
 os.environ["DEBUG"] = "false"

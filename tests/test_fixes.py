@@ -41,9 +41,11 @@ def quick_video(
     container_format: str | None = None,
     audio: bool = False,
     audio_seconds: float | None = None,
+    starts_at: float = 0,
 ) -> Path:
     """A clip made fast: eight pictures in turn (a bar that grows), so encoding is cheap.
-    Its sound, if any, lasts `audio_seconds` (as long as the picture unless given)."""
+    Its sound, if any, lasts `audio_seconds` (as long as the picture unless given). Its
+    timestamps begin at `starts_at` seconds (a camcorder's transport stream: hours in)."""
     looks = []
     for i in range(8):
         img = np.zeros((height, width, 3), np.uint8)
@@ -59,7 +61,7 @@ def quick_video(
         sound = out.add_stream("aac", rate=8000, layout="mono") if audio else None
         for i in range(round(seconds * fps)):
             frame = looks[i % 8]
-            frame.pts, frame.time_base = i, Fraction(1, fps)
+            frame.pts, frame.time_base = i + round(starts_at * fps), Fraction(1, fps)
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
         if sound is not None:
@@ -68,7 +70,7 @@ def quick_video(
             chunk.sample_rate = 8000
             heard = seconds if audio_seconds is None else audio_seconds
             for t0 in range(0, int(heard * 8000), 1024):
-                chunk.pts = t0
+                chunk.pts = t0 + round(starts_at * 8000)
                 out.mux(sound.encode(chunk))
             out.mux(sound.encode(None))
     return path
@@ -374,6 +376,21 @@ def test_it_converts_a_camcorders_mpeg_ts_clip_to_mp4(owner, fix_dir):
     # keyframe is at the start; it is read from there.
     part = fix_dir / "segment.mp4"
     conform.transcode(mts, part, width=640, height=360, start=1.0, end=3.0)
+    assert abs(video.probe(part).duration - 2.0) < 0.1
+
+
+@pytest.mark.parametrize("starts_at", [1.4, 3600.0])
+def test_it_reads_a_transport_stream_that_starts_late_from_its_first_frame(
+    fix_dir, tmp_path, starts_at
+):
+    mts = quick_video(
+        fix_dir / f"late-{starts_at:g}.mts", width=320, height=240, seconds=4,
+        container_format="mpegts", audio=True, starts_at=starts_at,
+    )  # fmt: skip
+    whole, part = tmp_path / "whole.mp4", tmp_path / "part.mp4"
+    conform.transcode(mts, whole, width=320, height=240)
+    assert abs(video.probe(whole).duration - 4.0) < 0.1  # every frame, none lost
+    conform.transcode(mts, part, width=320, height=240, start=1.0, end=3.0)
     assert abs(video.probe(part).duration - 2.0) < 0.1
 
 

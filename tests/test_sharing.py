@@ -179,6 +179,11 @@ def test_a_revoked_link_closes_its_page_and_files(owner_client, client, owner, c
 def test_a_batch_link_closes_when_its_last_shown_run_is_deleted(owner_client, client, owner, clip):
     batch, (first, second) = make_batch(owner, clip, "completed", "completed")
     link = ShareLink.create(owner, batch=batch)
+    # With a variant still to come, a batch whose shown runs are all gone stays shared.
+    still_running, (done, _live) = make_batch(owner, clip, "completed", "processing")
+    waiting = ShareLink.create(owner, batch=still_running)
+    owner_client.post(reverse("run_delete", args=[done.code]))
+    assert ShareLink.objects.get(pk=waiting.pk).revoked_at is None
     owner_client.post(reverse("run_delete", args=[first.code]))
     assert client.get(reverse("shared", args=[link.token])).status_code == 200  # one left
     assert ShareLink.objects.get(pk=link.pk).revoked_at is None
@@ -224,6 +229,25 @@ def test_it_counts_a_view_per_page_not_per_file(owner_client, client, owner, cli
         assert client.get(page, headers={"User-Agent": agent}).status_code == 200
 
     assert ShareLink.objects.get(pk=link.pk).views == 2
+
+
+@pytest.mark.parametrize(
+    ("agent", "unfurler"),
+    [
+        ("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)", True),
+        ("Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)", True),
+        ("TelegramBot (like TwitterBot)", True),
+        ("http.rb/5.1.1 (Mastodon/4.2.0; +https://mastodon.social/)", True),
+        ("WhatsApp/2.23.20.0 A", True),
+        ("Mozilla/5.0 (Linux; Android 10; CUBOT X30) AppleWebKit/537.36 Mobile", False),
+        ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1", False),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156 Safari", False),
+    ],
+)
+def test_it_tells_unfurlers_from_people(client, owner, clip, agent, unfurler):
+    link = ShareLink.create(owner, run=make_run(owner, clip))
+    client.get(reverse("shared", args=[link.token]), headers={"User-Agent": agent})
+    assert ShareLink.objects.get(pk=link.pk).views == (0 if unfurler else 1)
 
 
 # --- Unfurling ------------------------------------------------------------------------------

@@ -103,10 +103,13 @@ def transcode(
             aout, resampler = video.add_aac(out)
         stop = end if end is not None else video.stream_seconds(inp, vin)
         length = max(stop - start, EPSILON)
+        # Times below are from the video's first frame, as a player shows them: a stream
+        # may start anywhere (MPEG-TS at 1.4 s, a camcorder's at hours in).
+        offset = float(vin.start_time * vin.time_base) if vin.start_time and vin.time_base else 0
         if start > 0 and vin.time_base and video.seeks_by_index(inp):
             # To the keyframe at or before `start`; the frames before it are decoded only
             # to build the first kept one, then dropped.
-            inp.seek(int(start / vin.time_base), stream=vin, backward=True)
+            inp.seek(int((start + offset) / vin.time_base), stream=vin, backward=True)
         slots = _Slots(rate, source_rate)
         samples = 0
         video_done, audio_done = False, ain is None
@@ -115,13 +118,13 @@ def transcode(
         # worker decoding to the end of it.
         give_up_at = stop + PAST_END_SECONDS
         for packet in inp.demux(*[s for s in (vin, ain) if s is not None]):
-            at = packet.pts * packet.time_base if packet.pts is not None else None
-            if at is not None and float(at) > give_up_at:
+            # Judged on the video alone: sound may be packed ahead of the picture.
+            if packet.stream is vin and _seconds(packet) - offset > give_up_at:
                 break
             for frame in packet.decode():
                 if not isinstance(frame, av.VideoFrame | av.AudioFrame):
                     continue
-                time = frame.time if frame.time is not None else start
+                time = frame.time - offset if frame.time is not None else start
                 if time < start - EPSILON:
                     continue
                 is_video = isinstance(frame, av.VideoFrame)
@@ -149,6 +152,13 @@ def transcode(
             out.mux(aout.encode(None))
     if progress is not None:
         progress(1.0)
+
+
+def _seconds(packet: av.Packet) -> float:
+    """A packet's time (0 when it has none: it is not judged by it)."""
+    if packet.pts is None or packet.time_base is None:
+        return 0.0
+    return float(packet.pts * packet.time_base)
 
 
 class _Slots:

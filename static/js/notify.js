@@ -56,6 +56,9 @@
   // is what the user wants to hear about, once (the later source finds it already final).
   function observe(url, status) {
     const before = seen.get(url);
+    // A run never goes from finished back to live: such a word is a read that started
+    // before the card's last poll, and would have the run reported done twice.
+    if (before && !ACTIVE.has(before) && ACTIVE.has(status)) return;
     seen.set(url, status);
     if (before && ACTIVE.has(before) && !ACTIVE.has(status) && document.hidden) {
       finishedUnseen.push({ url: url, status: status });
@@ -77,9 +80,17 @@
   function fetchInFlight() {
     const url = document.body.dataset.inFlightUrl;
     if (!url) return;
+    let signedOut = false;
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-      .then((response) => (response.ok ? response.json() : { runs: [] }))
+      .then((response) => {
+        // Signed out meanwhile (the log-in page answers): stop asking. A server error
+        // (a restart, say) is no news: what we know stays, and we ask again later.
+        signedOut = response.redirected;
+        const json = (response.headers.get("Content-Type") || "").includes("application/json");
+        return response.ok && json ? response.json() : null;
+      })
       .then((answer) => {
+        if (!answer) return;
         const listed = new Set();
         (answer.runs || []).forEach((run) => { listed.add(run.url); observe(run.url, run.status); });
         // A live run the server no longer lists (deleted, say) is no longer counted.
@@ -88,7 +99,10 @@
         });
       })
       .catch(() => {})
-      .finally(() => { render(); schedule(); });
+      .finally(() => {
+        render();
+        if (signedOut) delete document.body.dataset.inFlightUrl; else schedule();
+      });
   }
 
   document.addEventListener("DOMContentLoaded", () => {

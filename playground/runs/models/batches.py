@@ -11,7 +11,7 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from playground.runs.models.runs import Run, RunQuerySet, Status
+from playground.runs.models.runs import ACTIVE, Run, RunQuerySet, Status
 
 
 class Batch(models.Model):
@@ -43,6 +43,12 @@ class Batch(models.Model):
     def shareable_runs(self) -> RunQuerySet:
         """The variants a share link to this batch shows, in the order they were made."""
         return Run.objects.filter(batch=self).shareable().order_by("created_at", "pk")
+
+    def has_nothing_to_share(self) -> bool:
+        """No variant to show, and none still running that could be."""
+        return (
+            not self.shareable_runs().exists() and not self.runs.filter(status__in=ACTIVE).exists()
+        )
 
     @staticmethod
     def totals(runs: Sequence[Run]) -> BatchTotals:

@@ -125,7 +125,8 @@ class ReferenceFix(models.Model):
         Reference, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    # When a worker took it: a fix that waited long in a busy queue is not stale for that.
+    # When a worker took it: once taken, a fix that had waited long in a busy queue is not
+    # stale for that (a fix still waiting after FIX_STALE_AFTER is given up, as before).
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -221,6 +221,9 @@ class Run(models.Model):
                 fields=["next_poll_at"], name="run_due_idx", condition=Q(status__in=ACTIVE)
             ),
             models.Index(fields=["user", "-created_at"], name="run_history_idx"),
+            # A user's live runs, for the in-flight read every open tab makes every 10 s (not
+            # a partial index: SQLite can't match one to a status list given as parameters).
+            models.Index(fields=["user", "status"], name="run_live_idx"),
             # The history's pages and their count (visible runs, newest first): with 10,000
             # runs, counting through run_history_idx read every row for its deleted_at.
             models.Index(
@@ -360,8 +363,9 @@ class Run(models.Model):
             return False
         now = timezone.now()
         self.share_links.filter(revoked_at=None).update(revoked_at=now)
-        if self.batch is not None and not self.batch.shareable_runs().exists():
-            # A batch link with nothing left to show is closed too, not listed as live.
+        # A batch link with nothing left to show, and nothing still to come, is closed too
+        # rather than listed as live.
+        if self.batch is not None and self.batch.has_nothing_to_share():
             self.batch.share_links.filter(revoked_at=None).update(revoked_at=now)
         # Its images go with its prompt, so they can be deleted from the library too.
         RunImage.objects.filter(run=self).delete()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
-from django.db.models import Q
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from playground.lib.requests import AuthenticatedRequest
-from playground.runs.models import ACTIVE, Run
+from playground.runs.models import Run
 from playground.runs.poll import status_card_response
 from playground.runs.views.access import get_run
 
@@ -22,6 +22,9 @@ from playground.runs.views.access import get_run
 # that polls it slowly in the background (browsers throttle hidden tabs' timers to once a
 # minute) to see the run change from live to finished.
 RECENTLY_FINISHED = timedelta(minutes=15)
+# A run that finished lately was made at most its deadline (and the submit's retries)
+# before: runs made earlier are not read at all.
+RECENT_HORIZON = RECENTLY_FINISHED + timedelta(minutes=15)
 IN_FLIGHT_LIMIT = 100
 
 
@@ -55,14 +58,23 @@ def run_delete(request: AuthenticatedRequest, code: str) -> HttpResponse:
 def runs_in_flight(request: AuthenticatedRequest) -> JsonResponse:
     """The user's live runs and the ones that finished lately, for the tab title's count and
     the done notification on every page, a background tab's included: the status cards
-    poll only while their tab is visible, this one small read keeps going while it is not."""
-    recent = timezone.now() - RECENTLY_FINISHED
-    rows = (
-        Run.objects.for_user(request.user)
-        .visible()
-        .filter(Q(status__in=ACTIVE) | Q(finished_at__gte=recent))
-        .order_by("-created_at")
-        .values_list("code", "status")[:IN_FLIGHT_LIMIT]
-    )
+    poll only while their tab is visible, this small read keeps going while it is not.
+
+    Two index ranges, live runs first so no number of finished ones crowds them out: the
+    live by (user, status) (run_live_idx), the finished among the runs made recently
+    enough to have finished lately (run_visible_idx); never all of a user's runs.
+    """
+    now = timezone.now()
+    mine = Run.objects.for_user(request.user)
+    # By (user, status) alone, so run_live_idx is what answers it: a live run can't be
+    # deleted (discard takes final runs only).
+    live = mine.in_flight().order_by()
+    mine = mine.visible()
+    made_since = now - timedelta(minutes=settings.RUN_DEADLINE_MINUTES) - RECENT_HORIZON
+    finished = mine.filter(created_at__gte=made_since, finished_at__gte=now - RECENTLY_FINISHED)
+    rows = [
+        *live.values_list("code", "status")[:IN_FLIGHT_LIMIT],
+        *finished.order_by("-created_at").values_list("code", "status")[:IN_FLIGHT_LIMIT],
+    ]
     runs = [{"url": reverse("run", args=[code]), "status": status} for code, status in rows]
     return JsonResponse({"runs": runs})

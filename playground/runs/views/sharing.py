@@ -8,6 +8,7 @@ for the page and for every file behind it.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -202,13 +203,21 @@ def _public(response: HttpResponse) -> HttpResponse:
 
 
 # Link-preview fetchers (chat apps, social sites) that read a page to unfurl it: their
-# fetches are not people viewing it. Matched in the lower-cased User-Agent.
-UNFURLERS = ("bot", "facebookexternalhit", "whatsapp", "embedly", "preview", "crawler", "spider")
+# fetches are not people viewing it. Matched in the lower-cased User-Agent: the named
+# ones, and any agent calling itself a bot, crawler or spider ("…bot/1.0", "…Bot)"), but
+# not a phone whose model name merely ends in "bot".
+UNFURLERS = re.compile(
+    r"facebookexternalhit|whatsapp|embedly|iframely|mastodon|skypeuripreview|vkshare"
+    r"|bot[/;)\-_ ]|bot$|crawler|spider"
+)
+PHONE = re.compile(r"android|iphone|ipad")
 
 
 def _is_unfurler(request: HtmxRequest) -> bool:
     agent = request.headers.get("User-Agent", "").lower()
-    return any(name in agent for name in UNFURLERS)
+    if PHONE.search(agent) and not re.search(r"bot/|externalhit|whatsapp", agent):
+        return False  # a person on a phone (Cubot and the like included)
+    return bool(UNFURLERS.search(agent))
 
 
 # HEAD too (require_safe): some unfurlers ask with HEAD before they fetch the page.
