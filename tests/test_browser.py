@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.stack import ROOT, Stack, wait_for
@@ -430,6 +430,18 @@ def test_the_title_counts_live_runs_and_a_background_tab_is_told_when_one_finish
     # A run finishing while its tab is in the background: the status card stops polling,
     # the in-flight read goes on, and the title and a notification say it is done.
     page.reload()
+    # The run page's first read fails (a restart, say): what the page knows is kept, and
+    # it asks again.
+    failed: list[str] = []
+
+    def fail_once(route: Route) -> None:
+        if failed:
+            route.continue_()
+        else:
+            failed.append(route.request.url)
+            route.fulfill(status=502, body="Bad gateway")
+
+    page.route("**/runs/in-flight", fail_once)
     page.fill("#id_prompt", PROMPT)
     page.set_input_files("#id_reference_video", str(good_video))
     page.select_option("#id_duration", "3")
@@ -441,6 +453,7 @@ def test_the_title_counts_live_runs_and_a_background_tab_is_told_when_one_finish
     page.wait_for_function("document.title.startsWith('✅ 1 finished · ')", timeout=60_000)
     notes = page.evaluate("window.__notes")
     assert [(note["body"], note["tag"]) for note in notes] == [("Your run is ready.", run_url)]
+    assert failed, "the failing read was never made"
     expect(page.locator("#status-card")).not_to_have_attribute("data-status", "completed")
 
     # Back in front: the title is plain again and the card catches up at once.
