@@ -7,10 +7,12 @@ import html
 import re
 import threading
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from playground.runs import steps
 from playground.runs.models import Run
@@ -144,6 +146,29 @@ def test_it_says_billing_is_unknown_when_a_resubmit_is_refused(
     assert "unknown — the provider may bill it" in page
     history = " ".join(text_of(owner_client.get(reverse("history"))).split())
     assert "unknown — the provider may bill it" in history
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resubmit_unanswered_past_the_deadline_ends_saying_billing_is_unknown(
+    gateway, owner, clip, settings
+):
+    """The worker died mid-submit and the gateway has answered only 503 since: the run
+    keeps retrying with its key until the deadline, then stops counting as in flight."""
+    settings.AIGATEWAY_WEBHOOK_SECRET = ""
+    run = make_run(owner, clip, status="submitting", billed_cost_micros=None)
+    asked = timezone.now() - timedelta(minutes=settings.RUN_DEADLINE_MINUTES + 1)
+    Run.objects.filter(pk=run.pk).update(
+        submitted_at=None, created_at=asked, next_poll_at=timezone.now()
+    )
+    store.add_fault(on="submit", status=503, times=50)
+
+    track_until_idle(timeout=30)
+
+    run.refresh_from_db()
+    assert run.status == "failed" and run.error_code == "submit_uncertain"
+    assert run.billing_unknown and run.billed_cost_micros is None
+    assert "answered only with errors to retry" in run.error_message
+    assert not Run.objects.in_flight().exists()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 UNCERTAIN_SUBMIT_MESSAGE = (
     "The first submit of this run may have reached the provider before its answer was lost, "
-    "and sending it again was refused: {reason} A job may exist at the provider, and whether "
+    "and sending it again failed: {reason} A job may exist at the provider, and whether "
     "it was billed is unknown; your gateway dashboard has the final word."
 )
 
@@ -49,6 +49,19 @@ def advance(run: Run, gateway: JobsAPI) -> None:
 
 
 def on_gateway_error(run: Run, exc: GatewayError, *, resubmit: bool = False) -> None:
+    if exc.retryable and run.status == Status.SUBMITTING and deadline_passed(run):
+        # Retried with its idempotency key since the deadline's start, and no answer yet:
+        # the run stops counting as in flight, saying what may have happened.
+        run.finish(
+            Status.FAILED,
+            error_code="submit_uncertain",
+            error_message=UNCERTAIN_SUBMIT_MESSAGE.format(
+                reason=f"for {settings.RUN_DEADLINE_MINUTES} minutes the gateway answered "
+                f"only with errors to retry (the last: {exc.message.rstrip('.')})."
+            ),
+            billing_unknown=True,
+        )
+        return
     if exc.retryable:
         run.wait_and_retry(f"{exc.message} Trying again shortly.", max(exc.retry_after or 0, 5.0))
         return
