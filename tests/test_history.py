@@ -11,13 +11,14 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.files.storage import default_storage
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from playground.lib import thumbnails
+from playground.lib import media, thumbnails
 from playground.lib.thumbnails import thumbnail_name
 from playground.runs.models import Run
 from playground.runs.spend import spend_chart
@@ -361,8 +362,15 @@ def test_it_serves_a_small_cached_thumbnail(
     assert is_stored(thumb) and "private" in response["Cache-Control"]
     assert made
     made.clear()
+    checks: list[object] = []
+    storage = default_storage._wrapped  # the instance itself: patching the lazy proxy
+    for name in ("exists", "get_modified_time"):  # can't be undone on every backend
+        monkeypatch.setattr(storage, name, spy(getattr(storage, name), checks))
     assert served_bytes(owner_client.get(url)) == data
     assert made == []  # the stored one, not made again
+    # Nor looked for again (a bucket answers each check with a request): only serving local
+    # bytes reads the thumbnail's own size and date; a bucket's redirect reads nothing.
+    assert checks == ([] if not media.is_local() else [(thumb,)])
     assert stranger_client.get(url).status_code == 404
     listed = f'src="{url}" alt="" width="96" height="54" loading="lazy" decoding="async"'
     assert listed in owner_client.get(reverse("history")).content.decode()

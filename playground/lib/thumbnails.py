@@ -8,9 +8,11 @@ removes the thumbnail with it (see `remove_thumbnail`).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
@@ -23,6 +25,7 @@ from PIL import Image
 # enough), never larger than the poster.
 THUMB_BOX = (96, 54)
 QUALITY = 60
+REMEMBERED_SECONDS = 24 * 3600
 
 
 def thumbnail_name(poster: str) -> str:
@@ -30,9 +33,17 @@ def thumbnail_name(poster: str) -> str:
     return posixpath.splitext(poster)[0] + ".thumb.jpg"
 
 
+def known_thumbnail(poster: str) -> str | None:
+    """The thumbnail's stored name if it was made or checked lately, with no storage call:
+    on a bucket each check is a request (about four per list row before this was kept)."""
+    known: str | None = cache.get(_cache_key(poster))
+    return known
+
+
 def thumbnail(poster: str) -> str:
     """The stored name of the poster's thumbnail, made now if it is missing or older than
-    the poster.
+    the poster; remembered in the cache (posters are written once, under names of their
+    own, so a remembered thumbnail stays right until the poster is removed).
 
     Two requests racing both store a complete file; the store replaces a file whole (see
     lib/media.LocalMediaStorage; a bucket's PUT does), so no reader sees half a JPEG.
@@ -41,6 +52,7 @@ def thumbnail(poster: str) -> str:
     if default_storage.exists(thumb) and (
         default_storage.get_modified_time(thumb) >= default_storage.get_modified_time(poster)
     ):
+        cache.set(_cache_key(poster), thumb, REMEMBERED_SECONDS)
         return thumb
     # A poster is a few tens of KB: read whole, it is no burden.
     with default_storage.open(poster, "rb") as fh, Image.open(io.BytesIO(fh.read())) as image:
@@ -50,12 +62,19 @@ def thumbnail(poster: str) -> str:
         small = image.convert("RGB").resize(_cover_size(image.size), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     small.save(out, "JPEG", quality=QUALITY, optimize=True)
-    return default_storage.save(thumb, ContentFile(out.getvalue()))
+    stored = default_storage.save(thumb, ContentFile(out.getvalue()))
+    cache.set(_cache_key(poster), stored, REMEMBERED_SECONDS)
+    return stored
 
 
 def remove_thumbnail(poster: str) -> None:
     if poster:
+        cache.delete(_cache_key(poster))
         default_storage.delete(thumbnail_name(poster))
+
+
+def _cache_key(poster: str) -> str:
+    return "thumb:" + hashlib.sha256(poster.encode()).hexdigest()[:32]
 
 
 def _cover_size(size: tuple[int, int]) -> tuple[int, int]:

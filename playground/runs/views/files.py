@@ -17,7 +17,7 @@ from django.views.decorators.http import require_safe
 from playground.lib import media
 from playground.lib.ranged import ranged_stored_response
 from playground.lib.requests import AuthenticatedRequest, HtmxRequest
-from playground.lib.thumbnails import thumbnail
+from playground.lib.thumbnails import known_thumbnail, thumbnail
 from playground.runs.references import content_type_of, reference_for_token
 from playground.runs.views.access import get_reference, get_run
 
@@ -121,12 +121,16 @@ def reference_thumb(request: AuthenticatedRequest, code: str) -> HttpResponseBas
 
 
 def serve_thumbnail(request: HttpRequest, name: str, *, max_age: int) -> HttpResponseBase:
-    if not name or not default_storage.exists(name):
+    if not name:
         raise Http404
-    try:
-        shown = thumbnail(name)
-    except OSError:  # a poster Pillow can't read (or a full disk): the poster itself will do
-        shown = name
+    shown = known_thumbnail(name)
+    if shown is None:
+        if not default_storage.exists(name):
+            raise Http404
+        try:
+            shown = thumbnail(name)
+        except OSError:  # a poster Pillow can't read (or a full disk): the poster will do
+            shown = name
     if not media.is_local():
         # A redirect kept for a day would outlive its presigned URL: it keeps the shorter age.
         return _redirect_to_object(shown, content_type="image/jpeg")
