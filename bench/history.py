@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["VAR_DIR"] = tempfile.mkdtemp(prefix="bench-history-")
 atexit.register(shutil.rmtree, os.environ["VAR_DIR"], ignore_errors=True)
+os.environ["STATIC_ROOT"] = os.path.join(os.environ["VAR_DIR"], "static")
 os.environ["DJANGO_SETTINGS_MODULE"] = "playground.settings"
 os.environ.pop("AIGATEWAY_API_KEY", None)
 
@@ -126,6 +127,8 @@ def main() -> None:
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
+    # Pages name their static files through the manifest, as `make run` collects them.
+    call_command("collectstatic", interactive=False, verbosity=0)
     user = User.objects.create_user("bench", password="bench-pass-123")
     reference = Reference.objects.create(
         user=user, name="r.mp4", file="r.mp4", format_name="mp4", codec="h264",

@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("VAR_DIR", tempfile.mkdtemp(prefix="bench-poll-"))
+os.environ["STATIC_ROOT"] = os.path.join(os.environ["VAR_DIR"], "static")
 os.environ["DJANGO_SETTINGS_MODULE"] = "playground.settings"
 os.environ.pop("AIGATEWAY_API_KEY", None)
 
@@ -52,6 +53,8 @@ def median_us(client: Client, url: str, headers: dict[str, str]) -> float:
 
 def main() -> None:
     call_command("migrate", verbosity=0)
+    # Pages name their static files through the manifest, as `make run` collects them.
+    call_command("collectstatic", interactive=False, verbosity=0)
     user = User.objects.create_user("bench", password="bench-pass-123")
     reference = Reference.objects.create(
         user=user, name="r.mp4", file="r.mp4", format_name="mp4", codec="h264",
