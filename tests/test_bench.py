@@ -1,9 +1,10 @@
 """The benchmark scripts still run: the README's figures come from them, and nothing else
 imports them, so a change elsewhere can break one unseen (bench/page_weight.py did, still
 importing a helper that had been removed; bench/history.py and bench/poll.py needed the
-static files a `make run` leaves behind, and failed in a fresh clone). Each is started as the README says; the quick
-ones run at a tiny size, the others only as far as their arguments (which is past every
-import). No figure is checked: speed is the scripts' job, not the tests'."""
+static files a `make run` leaves behind, and failed in a fresh clone). Each is started as
+the README says; the quick ones run whole or at a tiny size, the others only as far as
+their arguments (which is past every import). No figure is checked: speed is the
+scripts' job, not the tests'."""
 
 from __future__ import annotations
 
