@@ -89,11 +89,10 @@ def transcode(
     player turns (a phone's portrait clip) is turned in its pixels: width × height is the
     turned picture's size, as `video.probe` gives it.
     """
-    rotation = video.display_rotation(source)
     with av.open(str(source)) as inp, video.open_mp4(target) as out:
         vin = inp.streams.video[0]
         vin.thread_type = "AUTO"  # decode on every core; the encoder threads on its own
-        upright = video.Upright(vin, rotation)
+        upright = video.Upright(vin)
         source_rate = Fraction(vin.average_rate or vin.guessed_rate or 30)
         rate = Fraction(fps) if fps else source_rate.limit_denominator(1001)
         vout = video.add_h264(out, width, height, rate)

@@ -116,7 +116,12 @@ def display_rotation(path: str | Path) -> int:
             frame = next(container.decode(video=0), None)
     except (av.FFmpegError, UnicodeDecodeError, ValueError, StopIteration):
         return 0
-    return round(frame.rotation / 90) % 4 * 90 if frame is not None else 0
+    return quarter_turn(frame) if frame is not None else 0
+
+
+def quarter_turn(frame: av.VideoFrame) -> int:
+    """The frame's display rotation as 0, 90, 180 or 270 (FFmpeg gives -180…180)."""
+    return round(frame.rotation / 90) % 4 * 90
 
 
 def displayed(width: int, height: int, rotation: int) -> tuple[int, int]:
@@ -134,28 +139,40 @@ def upright_filters(rotation: int) -> list[tuple[str, str]]:
     }.get(rotation, [])
 
 
-class Upright:
-    """Decoded frames of a stream, turned upright as a player shows them (a frame passes
-    as it is when the stream has no turn)."""
+def filter_chain(stream: av.VideoStream, steps: list[tuple[str, str]]) -> av.filter.Graph:
+    """A configured libavfilter graph taking the stream's frames through `steps` in turn."""
+    graph = av.filter.Graph()
+    node = graph.add_buffer(template=stream)
+    for name, args in steps:
+        step = graph.add(name, args)
+        node.link_to(step)
+        node = step
+    node.link_to(graph.add("buffersink"))
+    graph.configure()
+    return graph
 
-    def __init__(self, stream: av.VideoStream, rotation: int) -> None:
+
+def filtered(graph: av.filter.Graph, frame: av.VideoFrame) -> av.VideoFrame:
+    """One frame through a chain made by `filter_chain`."""
+    graph.push(frame)
+    return cast(av.VideoFrame, graph.pull())  # a video graph gives video frames
+
+
+class Upright:
+    """Decoded frames of a stream, turned upright as a player shows them. The turn is read
+    off the first frame (a frame passes as it is when the stream has none)."""
+
+    def __init__(self, stream: av.VideoStream) -> None:
+        self.stream = stream
         self.graph: av.filter.Graph | None = None
-        steps = upright_filters(rotation)
-        if steps:
-            self.graph = av.filter.Graph()
-            node = self.graph.add_buffer(template=stream)
-            for name, args in steps:
-                step = self.graph.add(name, args)
-                node.link_to(step)
-                node = step
-            node.link_to(self.graph.add("buffersink"))
-            self.graph.configure()
+        self.seen_first = False
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
-        if self.graph is None:
-            return frame
-        self.graph.push(frame)
-        return cast(av.VideoFrame, self.graph.pull())  # a video graph gives video frames
+        if not self.seen_first:
+            self.seen_first = True
+            if steps := upright_filters(quarter_turn(frame)):
+                self.graph = filter_chain(self.stream, steps)
+        return filtered(self.graph, frame) if self.graph is not None else frame
 
 
 def stream_seconds(container: av.container.InputContainer, stream: av.VideoStream) -> float:
@@ -316,7 +333,7 @@ def write_jpeg(frame: av.VideoFrame, dest: str | Path, *, max_side: int = 640) -
     player (the run page's 100 KB budget, bench/page_weight.py)."""
     width, height = fit_within(frame.width, frame.height, max_side)
     image = frame.reformat(width=width, height=height, format="rgb24").to_image()
-    turn = TURNS.get(round(frame.rotation / 90) % 4 * 90)
+    turn = TURNS.get(quarter_turn(frame))
     if turn is not None:
         image = image.transpose(turn)  # as a player shows it (see display_rotation)
     image.save(dest, "JPEG", quality=POSTER_QUALITY, optimize=True)

@@ -28,21 +28,10 @@ DURATIONS = [(n, f"{n} s") for n in kling.DURATIONS]
 IMAGE_PICKER_SIZE = 24
 # What the reference's file picker offers: what the model takes, and what "Fix it"
 # converts (Matroska/WebM from screen recorders and Android, AVI, camcorders' MPEG-TS).
-REFERENCE_TYPES = ("video/mp4", "video/quicktime", "video/webm", "video/x-matroska", "video/avi")
-REFERENCE_ACCEPT = ",".join(
-    [
-        *REFERENCE_TYPES,
-        "video/mp2t",
-        ".mp4",
-        ".mov",
-        ".m4v",
-        ".webm",
-        ".mkv",
-        ".avi",
-        ".mts",
-        ".m2ts",
-    ]
-)
+REFERENCE_TYPES = ["video/mp4", "video/quicktime", "video/webm", "video/x-matroska"]
+REFERENCE_TYPES += ["video/avi", "video/mp2t"]
+REFERENCE_SUFFIXES = [".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".mts", ".m2ts"]
+REFERENCE_ACCEPT = ",".join(REFERENCE_TYPES + REFERENCE_SUFFIXES)
 
 
 class ReferenceChoiceField(forms.ModelChoiceField):

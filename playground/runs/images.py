@@ -81,11 +81,10 @@ def image_problems(name: str, fmt: str, width: int, height: int) -> list[str]:
 def _ratio(aspect: float) -> str:
     """1:4 for a tall image, 3:1 for a wide one; with more digits when it would read as the
     limit itself (1000×2505 px is 1:2.505, not "1:2.5")."""
-    for digits in (3, 5):
-        side = aspect if aspect >= 1 else 1 / aspect
-        label = f"{side:.{digits}g}"
-        if float(label) != kling.IMAGE_MAX_ASPECT:
-            break
+    side = max(aspect, 1 / aspect)
+    label = f"{side:.3g}"
+    if float(label) == kling.IMAGE_MAX_ASPECT:
+        label = f"{side:.5g}"
     return f"{label}:1" if aspect >= 1 else f"1:{label}"
 
 

@@ -26,7 +26,6 @@ import threading
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import cast
 
 import av
 import numpy as np
@@ -219,17 +218,11 @@ class _Painter:
         ref_width, ref_height = video.displayed(
             stream.codec_context.width, stream.codec_context.height, rotation
         )
-        self.graph = av.filter.Graph()
-        node = self.graph.add_buffer(template=stream)
-        steps = video.upright_filters(rotation) + _filters(
-            prompt, ref_width, ref_height, width, height
+        self.graph = video.filter_chain(
+            stream,
+            video.upright_filters(rotation)
+            + _filters(prompt, ref_width, ref_height, width, height),
         )
-        for name, args in steps:
-            step = self.graph.add(name, args)
-            node.link_to(step)
-            node = step
-        node.link_to(self.graph.add("buffersink"))
-        self.graph.configure()
         self.stamp = _stamp(width)
         sh, sw = self.stamp.shape
         # A strip along the top (video controls cover the bottom of the picture).
@@ -241,8 +234,7 @@ class _Painter:
         ]
 
     def __call__(self, frame: av.VideoFrame, *, insets: bool = False) -> av.VideoFrame:
-        self.graph.push(frame)
-        out = cast(av.VideoFrame, self.graph.pull())  # a video graph gives video frames
+        out = video.filtered(self.graph, frame)
         luma, cb, cr = _planes(out)
         # Darken a strip so the stamp reads on any picture, then ink the stamp.
         luma[: self.band_bottom] //= 3

@@ -65,13 +65,15 @@ def runs_in_flight(request: AuthenticatedRequest) -> JsonResponse:
     enough to have finished lately (run_visible_idx); never all of a user's runs.
     """
     now = timezone.now()
-    mine = Run.objects.for_user(request.user)
     # By (user, status) alone, so run_live_idx is what answers it: a live run can't be
     # deleted (discard takes final runs only).
-    live = mine.in_flight().order_by()
-    mine = mine.visible()
+    live = Run.objects.for_user(request.user).in_flight().order_by()
     made_since = now - timedelta(minutes=settings.RUN_DEADLINE_MINUTES) - RECENT_HORIZON
-    finished = mine.filter(created_at__gte=made_since, finished_at__gte=now - RECENTLY_FINISHED)
+    finished = (
+        Run.objects.for_user(request.user)
+        .visible()
+        .filter(created_at__gte=made_since, finished_at__gte=now - RECENTLY_FINISHED)
+    )
     rows = [
         *live.values_list("code", "status")[:IN_FLIGHT_LIMIT],
         *finished.order_by("-created_at").values_list("code", "status")[:IN_FLIGHT_LIMIT],

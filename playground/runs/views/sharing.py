@@ -204,20 +204,16 @@ def _public(response: HttpResponse) -> HttpResponse:
 
 # Link-preview fetchers (chat apps, social sites) that read a page to unfurl it: their
 # fetches are not people viewing it. Matched in the lower-cased User-Agent: the named
-# ones, and any agent calling itself a bot, crawler or spider ("…bot/1.0", "…Bot)"), but
-# not a phone whose model name merely ends in "bot".
+# ones, and any agent giving a bot's version ("Discordbot/2.0", "Googlebot/2.1"), which a
+# phone whose model name ends in "bot" (a Cubot) does not.
 UNFURLERS = re.compile(
-    r"facebookexternalhit|whatsapp|embedly|iframely|mastodon|skypeuripreview|vkshare"
-    r"|bot[/;)\-_ ]|bot$|crawler|spider"
+    r"bot/|slackbot|telegrambot|facebookexternalhit|whatsapp|embedly|iframely|mastodon"
+    r"|skypeuripreview|vkshare|crawler|spider"
 )
-PHONE = re.compile(r"android|iphone|ipad")
 
 
 def _is_unfurler(request: HtmxRequest) -> bool:
-    agent = request.headers.get("User-Agent", "").lower()
-    if PHONE.search(agent) and not re.search(r"bot/|externalhit|whatsapp", agent):
-        return False  # a person on a phone (Cubot and the like included)
-    return bool(UNFURLERS.search(agent))
+    return bool(UNFURLERS.search(request.headers.get("User-Agent", "").lower()))
 
 
 # HEAD too (require_safe): some unfurlers ask with HEAD before they fetch the page.
